@@ -1,0 +1,1 @@
+"""Reading, validating and formatting training and evaluation data."""

@@ -1,0 +1,1 @@
+"""Metrics: new-word perplexity and bits per byte, clinical-answer metrics."""

@@ -1,0 +1,1 @@
+"""Vocabulary extension: find new words, make each one token, initialise and train their rows."""

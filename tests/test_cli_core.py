@@ -1,0 +1,102 @@
+"""The CLI verbs of the core: discover -> extend, through the real console script, on real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+QWENFT = [sys.executable, "-m", "qwenft.cli"]
+ENV = {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1"}
+
+
+def qwenft(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([*QWENFT, *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=600)
+
+
+def test_help_lists_the_verbs(tmp_path):
+    out = qwenft("--help", cwd=tmp_path)
+    assert out.returncode == 0 and "extend" in out.stdout and "discover" in out.stdout
+    assert qwenft("bogus", cwd=tmp_path).returncode == 2
+
+
+def test_discover_then_extend_then_reload(tmp_path):
+    corpus = tmp_path / "corpus.jsonl"
+    rows = [
+        {"text": f"Patient {i} took neurogenix and cardiofloxin; mediventricular fibrosis was seen. Year 2024."}
+        for i in range(6)
+    ] + [{"text": "The heart is a muscle. Neurogenix once."}]
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = qwenft("discover", f"corpus={corpus}", "min_count=3", "max_words=5", f"out={tmp_path}/disc",
+                 f"hydra.run.dir={tmp_path}/h1", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    report = json.loads((tmp_path / "disc" / "discover.json").read_text())
+    words = [w["word"] for w in report["words"]]
+    assert set(words) >= {"neurogenix", "cardiofloxin", "mediventricular"}
+    assert "Patient" not in words and "Year" not in words  # already single tokens / numbers never qualify
+    savings = [w["saving"] for w in report["words"]]
+    assert savings == sorted(savings, reverse=True)
+    assert all(w["saving"] == w["count"] * (w["pieces"] - 1) for w in report["words"])
+    assert report["fertility_after"] < report["fertility_before"]
+
+    heldout = tmp_path / "heldout.txt"
+    heldout.write_text("The nurse gave neurogenix.\n(cardiofloxin) was stopped.\n")
+    out = qwenft("extend", "model=tiny", f"tokenizer.words_file={tmp_path}/disc/words.txt", "tokenizer.init=mean_subword",
+                 f"eval_text={heldout}", f"out={tmp_path}/ext", f"hydra.run.dir={tmp_path}/h2", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "zero-shot new-word NLL" in out.stdout
+    ext = tmp_path / "ext"
+    manifest = json.loads((ext / "qwenft_vocab.json").read_text())
+    assert manifest["init"] == "mean_subword" and manifest["rows_after"] == 151936 and manifest["tied"]
+    assert manifest["metrics"]["zero_shot_after_init"]["new_word_occurrences"] == 2
+    assert {t["word"] for t in manifest["new_tokens"]} == set(words)
+    assert (ext / "model.safetensors").exists() and not list(ext.glob("*.bin"))
+
+    tok = AutoTokenizer.from_pretrained(ext)
+    model = AutoModelForCausalLM.from_pretrained(ext)
+    ids = tok("She took neurogenix.", return_tensors="pt").input_ids
+    first = manifest["new_tokens"][0]
+    assert tok.convert_tokens_to_ids(first["form"]) == first["id"]
+    assert ids[0, 2].item() in {t["id"] for t in manifest["new_tokens"]}
+    with torch.no_grad():
+        a = model(ids).logits
+        b = AutoModelForCausalLM.from_pretrained(ext)(ids).logits
+    assert torch.equal(a, b)
+
+
+def test_extend_rejects_bad_words_with_one_line_and_exit_2(tmp_path):
+    out = qwenft("extend", "model=tiny", "tokenizer.words=[ok,'<|im_start|>']", f"out={tmp_path}/x",
+                 f"hydra.run.dir={tmp_path}/h", cwd=tmp_path)
+    assert out.returncode == 2
+    assert out.stderr.strip().count("\n") == 0 and "special token" in out.stderr
+    assert "Traceback" not in out.stderr and not (tmp_path / "x").exists()
+
+
+def test_words_file_errors_name_file_and_line(tmp_path):
+    words = tmp_path / "words.txt"
+    words.write_text("neurogenix\n\tgloss without a word\n")
+    out = qwenft("extend", "model=tiny", f"tokenizer.words_file={words}", f"out={tmp_path}/x",
+                 f"hydra.run.dir={tmp_path}/h", cwd=tmp_path)
+    assert out.returncode == 2 and f"{words}:2:" in out.stderr
+
+
+@pytest.mark.slow
+def test_import_gguf_gives_a_working_untied_qwen2(tmp_path):
+    from offline_assets import offline_model_dir
+
+    folder = offline_model_dir()
+    config = json.loads((folder / "config.json").read_text())
+    assert "quantization_config" not in config and config["tie_word_embeddings"] is False
+    assert config["vocab_size"] == 151936 and config["model_type"] == "qwen2"
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16)
+    msgs = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
+    ids = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    out = model.generate(**ids, max_new_tokens=8, do_sample=False)
+    assert "Paris" in tok.decode(out[0, ids["input_ids"].shape[1]:])
