@@ -100,3 +100,11 @@ def test_import_gguf_gives_a_working_untied_qwen2(tmp_path):
     ids = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt", return_dict=True)
     out = model.generate(**ids, max_new_tokens=8, do_sample=False)
     assert "Paris" in tok.decode(out[0, ids["input_ids"].shape[1]:])
+
+
+def test_config_errors_name_the_key(tmp_path):
+    out = qwenft("extend", "model=tiny", "tokenizer.words=[neurogenix]", "tokenizer.init=bogus",
+                 f"hydra.run.dir={tmp_path}/h", cwd=tmp_path)
+    assert out.returncode != 0 and "tokenizer.init" in out.stderr and "mean_subword" in out.stderr
+    out = qwenft("extend", "model=tiny", "tokenizer.wrods=[neurogenix]", f"hydra.run.dir={tmp_path}/h", cwd=tmp_path)
+    assert out.returncode != 0 and "tokenizer.wrods" in out.stderr
