@@ -1,0 +1,91 @@
+"""The usual recipe, implemented faithfully as the benchmark's baseline arm.
+
+``AutoTokenizer`` + ``add_tokens`` + ``resize_token_embeddings(len(tokenizer))``, ``datasets.map`` tokenization
+of ``prompt + eos + completion``, ``DataCollatorForLanguageModeling(mlm=False)`` with padding, LoRA r=8 on
+q_proj/v_proj, HF ``Trainer``. Changes made only so that it runs here: ``use_cpu=True``, ``report_to=[]``,
+``save_strategy="no"``, a pad token set (Qwen's tokenizer has one; the collator needs it), and the
+``model.config.use_cache=False`` that Trainer warns about. It trains on the whole sequence (prompt included),
+as the recipe does; its new rows never receive gradients.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from datasets import Dataset
+from peft import LoraConfig, get_peft_model
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    DataCollatorForLanguageModeling,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
+
+
+class _Clock(TrainerCallback):
+    """Times optimizer steps after the first (warm-up) and counts the non-pad tokens they consumed."""
+
+    def __init__(self) -> None:
+        self.start: float | None = None
+        self.steps = 0
+
+    def on_step_begin(self, args, state, control, **kw):  # noqa: ANN001
+        if state.global_step == 1 and self.start is None:
+            self.start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
+        if self.start is not None:
+            self.steps += 1
+
+
+def run_baseline(
+    model_dir: str,
+    records: list[dict],
+    words: list[str],
+    steps: int,
+    batch_size: int,
+    max_length: int,
+    lr: float,
+    bf16: bool,
+    out_dir: str,
+    seed: int = 0,
+):
+    """Returns (model, tokenizer, stats) after ``steps`` optimizer steps."""
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer.add_tokens(words)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    model.resize_token_embeddings(len(tokenizer))
+    model.config.use_cache = False
+    ds = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in records])
+    ds = ds.map(
+        lambda ex: tokenizer(ex["prompt"] + tokenizer.eos_token + ex["completion"], truncation=True,
+                             max_length=max_length),
+        remove_columns=["prompt", "completion"],
+    )
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm=False)
+    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"],
+                                             task_type="CAUSAL_LM"))
+    args = TrainingArguments(
+        output_dir=out_dir, max_steps=steps, per_device_train_batch_size=batch_size, learning_rate=lr,
+        bf16=bf16, use_cpu=True, report_to=[], save_strategy="no", logging_steps=max(steps, 1), seed=seed,
+        lr_scheduler_type="cosine", warmup_steps=max(1, steps // 10), dataloader_num_workers=0,
+    )
+    clock = _Clock()
+    nonpad = {"tokens": 0}
+    trainer = Trainer(model=model, args=args, train_dataset=ds, data_collator=collator, callbacks=[clock])
+    original = trainer.training_step
+
+    def counting_step(model, inputs, *a, **kw):  # noqa: ANN001
+        if clock.start is not None:
+            nonpad["tokens"] += int(inputs["attention_mask"].sum())
+        return original(model, inputs, *a, **kw)
+
+    trainer.training_step = counting_step
+    trainer.train()
+    elapsed = time.perf_counter() - (clock.start or time.perf_counter())
+    stats = {"timed_steps": clock.steps, "seconds": elapsed, "nonpad_tokens": nonpad["tokens"],
+             "tokens_per_s": nonpad["tokens"] / elapsed if elapsed else float("nan")}
+    return model, tokenizer, stats
