@@ -1,0 +1,1 @@
+"""Clinical prompts: one scenario, several questions -> a summary plus an answer to each question."""
