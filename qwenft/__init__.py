@@ -5,9 +5,16 @@ __version__ = "0.1.0"
 
 def _register_config_schemas() -> None:
     """Typed schemas must be in Hydra's ConfigStore before any compose (CLI, tests, notebooks)."""
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
     from qwenft.tokenizer.schema import register
 
     register()
+    demo = Path(__file__).resolve().parent / "resources" / "demo"
+    if not OmegaConf.has_resolver("demo"):  # ${demo:words.txt}: a file of the bundled demo set
+        OmegaConf.register_new_resolver("demo", lambda name: str(demo / name))
 
 
 _register_config_schemas()

@@ -1,28 +1,57 @@
 """Read training/evaluation records and reject bad input before any work starts, naming file and line.
 
-JSONL is parsed line by line from bytes, so every problem -- malformed JSON, non-UTF-8 bytes, a missing or empty
-column -- is reported as ``file:line: problem``. CSV (line = editor line, header is line 1), Parquet and saved
-HF datasets (line = 1-based row) go through ``datasets``. ``skip_bad_rows=True`` skips and counts instead.
+Long fine-tuning jobs on messy clinical exports must not die hours in on row 48 213, so every record is read and
+validated up front and every problem becomes one ``DataError`` line: ``file:line: problem``.
+
+* JSONL (and ``.json``: JSON lines, one object, or a top-level array) is parsed here from bytes, line by line, so
+  malformed JSON, non-UTF-8 bytes or a missing column are reported with the line an editor shows.
+* CSV is parsed with the stdlib ``csv`` module rather than ``datasets``: it keeps every value a string (a numeric
+  completion stays text instead of becoming an int), and it tracks physical lines, so the reported number is the
+  editor line where the record starts (header = line 1), even with quoted multi-line fields.
+* Parquet goes through pyarrow and saved HF datasets through ``datasets.load_from_disk``; their "line" is the
+  1-based record index.
+
+``skip_bad_rows=True`` skips and reports bad rows in ``LoadResult.skipped`` instead of failing; an empty result
+is still an error because training on nothing is never what was meant.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from qwenft.errors import DataError
+from qwenft.errors import DataError, UserError
 
 log = logging.getLogger(__name__)
+
 SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 SCHEMAS = ("prompt_completion", "messages", "clinical")
 ROLES = ("system", "user", "assistant")
+#: Canonical column names per schema (required first, then optional pass-through ones).
+FIELDS: dict[str, tuple[str, ...]] = {
+    "prompt_completion": ("prompt", "completion", "id"),
+    "messages": ("messages", "id"),
+    "clinical": ("scenario", "questions", "summary", "answers", "id", "new_words", "gold_docs"),
+}
+CANONICAL = frozenset(name for names in FIELDS.values() for name in names)
+#: Columns holding lists: in CSV they arrive as JSON text and are decoded.
+LIST_FIELDS = frozenset({"messages", "questions", "answers", "new_words", "gold_docs"})
+_SUPPORTED = f"{', '.join(SUFFIXES)} or a folder saved with datasets' save_to_disk"
+
+Row = tuple[int, Any, str | None]  # (line or record number, parsed value, problem or None)
 
 
 @dataclass
 class LoadResult:
+    """What was loaded, plus what a run record needs to say exactly which data it trained on."""
+
     records: list[dict]
     schema: str
     path: str
@@ -30,139 +59,476 @@ class LoadResult:
     skipped: list[tuple[int, str]] = field(default_factory=list)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    for f in sorted(path.rglob("*")) if path.is_dir() else [path]:
-        if f.is_file():
-            h.update(f.read_bytes())
-    return h.hexdigest()
+class _Bad(Exception):
+    """A problem with one record; becomes a DataError (or a skipped row) carrying the record's line."""
 
 
-def _jsonl_rows(path: Path):
-    data = path.read_bytes()
-    if path.suffix == ".json" and data.lstrip()[:1] == b"[":
-        try:
-            rows = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise DataError(str(path), None, f"malformed JSON: {err}") from None
-        for i, row in enumerate(rows, 1):
-            yield i, row, None
-        return
+# --------------------------------------------------------------------------------------------------- reading
+
+
+def _json_type(value: Any) -> str:
+    """JSON's name for a value's type: researchers read 'array'/'null' in their files, not 'list'/'NoneType'."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list | tuple):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def _decode(path: Path, data: bytes) -> str:
+    """The whole file as text, or a DataError at the line and byte offset of the first non-UTF-8 byte."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        col = err.start - (data.rfind(b"\n", 0, err.start) + 1)
+        raise DataError(str(path), line, f"not valid UTF-8: byte 0x{data[err.start]:02x} at byte offset {col} "
+                                         f"of the line (offset {err.start} in the file)") from None
+
+
+def _loads(text: str) -> tuple[Any, str | None]:
+    """Parse one JSON document; any failure (bad syntax, huge ints, deep nesting) is a message, never a raise."""
+    try:
+        return json.loads(text), None
+    except json.JSONDecodeError as err:
+        return None, f"malformed JSON: {err.msg} (column {err.colno})"
+    except ValueError as err:  # e.g. an integer literal beyond Python's digit limit
+        return None, f"malformed JSON: {str(err).splitlines()[0]}"
+    except RecursionError:
+        return None, "malformed JSON: nested too deeply"
+
+
+def _json_lines(path: Path, data: bytes) -> Iterator[Row]:
+    """One row per non-blank line; decoding and parsing per line so one bad line does not hide the rest."""
+    offset = 0
     for n, raw in enumerate(data.split(b"\n"), 1):
+        start, offset = offset, offset + len(raw) + 1
+        if n == 1 and raw.startswith(b"\xef\xbb\xbf"):  # a BOM from Windows editors is not an error
+            raw, start = raw[3:], start + 3
         if not raw.strip():
             continue
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as err:
-            yield n, None, f"not UTF-8 (byte {err.start} of the line)"
+            yield n, None, (f"not valid UTF-8: byte 0x{raw[err.start]:02x} at byte offset {err.start} of the line "
+                            f"(offset {start + err.start} in the file)")
             continue
-        try:
-            yield n, json.loads(text), None
-        except json.JSONDecodeError as err:
-            yield n, None, f"malformed JSON: {err.msg} (column {err.colno})"
+        value, problem = _loads(text)
+        if problem is not None and "\r" in text.rstrip("\r"):  # old-Mac line ends: the editor shows 2 lines
+            problem += " (the line holds a bare carriage return \\r; JSON lines are separated by \\n)"
+        yield n, value, problem
 
 
-def _table_rows(path: Path):
-    import datasets
+def _json_array(path: Path, text: str) -> Iterator[Row]:
+    """Elements of a top-level JSON array, each numbered by the line where it starts.
 
+    A structural error (the array itself is broken) cannot be skipped: nothing after it can be trusted.
+    """
+    decoder, ws = json.JSONDecoder(), " \t\r\n"
+    line, counted = 1, 0
+
+    def line_at(pos: int) -> int:
+        nonlocal line, counted
+        line += text.count("\n", counted, pos)
+        counted = pos
+        return line
+
+    def skip(pos: int) -> int:
+        while pos < len(text) and text[pos] in ws:
+            pos += 1
+        return pos
+
+    i = skip(0) + 1  # past '['
+    i = skip(i)
+    if i < len(text) and text[i] == "]":
+        i += 1
+    else:
+        while True:
+            where = line_at(i)
+            try:
+                value, i = decoder.raw_decode(text, i)
+            except json.JSONDecodeError as err:
+                raise DataError(str(path), line_at(err.pos), f"malformed JSON: {err.msg} (column {err.colno})") from None
+            except (ValueError, RecursionError) as err:
+                problem = "nested too deeply" if isinstance(err, RecursionError) else str(err).splitlines()[0]
+                raise DataError(str(path), where, f"malformed JSON: {problem}") from None
+            yield where, value, None
+            i = skip(i)
+            if i < len(text) and text[i] == ",":
+                i = skip(i + 1)
+                continue
+            if i < len(text) and text[i] == "]":
+                i += 1
+                break
+            raise DataError(str(path), line_at(min(i, len(text))),
+                            "malformed JSON: expected ',' or ']' in the top-level array"
+                            + ("" if i < len(text) else " (the file ends inside the array)"))
+    i = skip(i)
+    if i < len(text):
+        raise DataError(str(path), line_at(i), "malformed JSON: extra data after the top-level array")
+
+
+def _json_rows(path: Path, data: bytes) -> Iterator[Row]:
+    """``.jsonl`` is JSON lines; ``.json`` may also be a top-level array or one (pretty-printed) object."""
+    if path.suffix.lower() == ".json":
+        head = data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+        if head == b"[":
+            yield from _json_array(path, _decode(path, data))
+            return
+        if head == b"{":
+            text = _decode(path, data)
+            value, problem = _loads(text)
+            first = text.count("\n", 0, len(text) - len(text.lstrip())) + 1
+            if problem is None:  # a single object, possibly spread over many lines
+                yield first, value, None
+                return
+            if text.lstrip().split("\n", 1)[0].strip() == "{":  # pretty-printed: the error is deeper than line 1
+                yield from _pretty_object_error(text)
+                return
+    yield from _json_lines(path, data)
+
+
+def _pretty_object_error(text: str) -> Iterator[Row]:
+    """The located parse error of a multi-line object (JSON lines would blame its opening ``{`` line)."""
     try:
+        json.loads(text)
+    except json.JSONDecodeError as err:
+        hint = ("; a .json file holds one object, an array of objects, or one object per line"
+                if err.msg == "Extra data" else "")
+        yield err.lineno, None, f"malformed JSON: {err.msg} (column {err.colno}){hint}"
+        return
+    except (ValueError, RecursionError):
+        pass
+    yield 1, None, _loads(text)[1] or "malformed JSON"
+
+
+def _csv_rows(path: Path, data: bytes) -> Iterator[Row]:
+    """Rows as ``{header: str}``, numbered by the editor line where each record starts (header = line 1)."""
+    text = _decode(path, data)
+    old_limit = csv.field_size_limit()
+    csv.field_size_limit(2**31 - 1)  # clinical notes exceed the 128 KiB default
+    rows: list[Row] = []
+    try:
+        reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+        header: list[str] | None = None
+        while True:
+            start = reader.line_num + 1
+            try:
+                fields = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as err:
+                hint = " (a quote opened here is never closed)" if "unexpected end of data" in str(err) else ""
+                raise DataError(str(path), start, f"bad CSV: {err}{hint}") from None
+            if not fields or all(not f.strip() for f in fields):
+                continue  # blank lines and empty spreadsheet rows (",,,") carry nothing
+            if header is None:
+                header = [h.strip() for h in fields]
+                seps = [sep for sep in (";", "\t", "|") if len(header) == 1 and sep in header[0]]
+                if seps:  # European Excel exports use ';': say so instead of "cannot tell the schema"
+                    raise DataError(str(path), start, f"the header is one column {header[0][:60]!r}; the file looks "
+                                                      f"{seps[0]!r}-separated, but CSV here must be comma-separated")
+                dupes = sorted({h for h in header if header.count(h) > 1})
+                if dupes:
+                    raise DataError(str(path), start, f"duplicate column names in the header: {dupes}")
+                continue
+            if len(fields) != len(header):
+                rows.append((start, None, f"has {len(fields)} fields but the header has {len(header)}"))
+                continue
+            rows.append((start, dict(zip(header, fields, strict=True)), None))
+    finally:
+        csv.field_size_limit(old_limit)
+    yield from rows
+
+
+def _parquet_rows(path: Path) -> Iterator[Row]:
+    """Parquet rows numbered from 1; any pyarrow failure is a DataError about the whole file."""
+    try:
+        import pyarrow.parquet as pq
+
+        rows = pq.read_table(str(path)).to_pylist()
+    except Exception as err:  # pyarrow raises ArrowInvalid, OSError, ...; the user needs the file and the reason
+        raise DataError(str(path), None, f"cannot read Parquet: {_first_line(err)}") from None
+    for i, row in enumerate(rows, 1):
+        yield i, row, None
+
+
+def _dataset_rows(path: Path) -> Iterator[Row]:
+    """Rows of a ``save_to_disk`` folder (its ``train`` split if it is a DatasetDict), numbered from 1."""
+    try:
+        import datasets
+
+        ds = datasets.load_from_disk(str(path))
+        if isinstance(ds, datasets.DatasetDict):
+            if "train" in ds:
+                ds = ds["train"]
+            elif len(ds) == 1:
+                ds = next(iter(ds.values()))
+            else:
+                raise DataError(str(path), None, f"saved DatasetDict has splits {sorted(ds)} and no 'train'; "
+                                                 "point at one split's folder")
+        rows = ds.to_list()
+    except DataError:
+        raise
+    except Exception as err:  # not a saved dataset, corrupt arrow files, ...
+        raise DataError(str(path), None, f"cannot read as a dataset saved with save_to_disk "
+                                         f"(supported: {_SUPPORTED}): {_first_line(err)}") from None
+    for i, row in enumerate(rows, 1):
+        yield i, row, None
+
+
+def _first_line(err: BaseException) -> str:
+    """The first line of an exception's message, so a DataError stays one line."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _sha256(path: Path, data: bytes | None) -> str:
+    """Hash of the file bytes, or of every file (relative name and bytes) of a folder, for run records."""
+    h = hashlib.sha256()
+    if data is not None:
+        h.update(data)
+        return h.hexdigest()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
         if path.is_dir():
-            ds = datasets.load_from_disk(str(path))
-        else:
-            kind = "csv" if path.suffix == ".csv" else "parquet"
-            ds = datasets.load_dataset(kind, data_files=str(path), split="train")
-    except Exception as err:  # datasets/pyarrow raise many kinds; the user needs the file and the reason
-        raise DataError(str(path), None, f"cannot read: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
-    offset = 2 if path.suffix == ".csv" else 1
-    for i, row in enumerate(ds):
-        yield i + offset, row, None
+            h.update(f.relative_to(path).as_posix().encode() + b"\0")
+        with f.open("rb") as fh:
+            for chunk in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
 
 
-def _detect(row: dict) -> str:
-    if "messages" in row:
-        return "messages"
-    if "scenario" in row or "questions" in row:
-        return "clinical"
-    return "prompt_completion"
+# ------------------------------------------------------------------------------------------------ validating
 
 
-def _text(row: dict, key: str, where: str) -> str:
-    if key not in row:
-        raise ValueError(f"missing column {key!r} (has {sorted(row)})")
-    value = row[key]
-    if not isinstance(value, str):
-        raise ValueError(f"column {key!r} must be a string, got {type(value).__name__}")
+class _View:
+    """A raw row seen through the column mapping; error messages name the file's own column names."""
+
+    def __init__(self, row: dict, columns: dict[str, str], from_csv: bool) -> None:
+        self.row, self.columns, self.from_csv = row, columns, from_csv
+
+    def name(self, key: str) -> str:
+        src = self.columns.get(key, key)
+        return repr(src) if src == key else f"{src!r} (mapped to {key!r})"
+
+    def has(self, key: str) -> bool:
+        return self.columns.get(key, key) in self.row
+
+    def keys(self) -> str:
+        keys = sorted(self.row)
+        shown = ", ".join(repr(k if len(k) <= 40 else k[:37] + "...") for k in keys[:20])
+        return f"available keys: [{shown}{', ...' if len(keys) > 20 else ''}]" if keys else "the record has no keys"
+
+    def get(self, key: str, *, required: bool = True) -> Any:
+        src = self.columns.get(key, key)
+        if src not in self.row:
+            if required:
+                raise _Bad(f"missing column {self.name(key)}; {self.keys()}")
+            return None
+        value = self.row[src]
+        if self.from_csv and key in LIST_FIELDS and isinstance(value, str):
+            if not value.strip():
+                return None
+            value, problem = _loads(value)
+            if problem is not None:
+                raise _Bad(f"column {self.name(key)} must hold a JSON array in CSV: {problem}")
+        return value
+
+
+def _check_text(value: str, what: str) -> str:
+    """A non-blank string that is real Unicode (JSON escapes can smuggle in lone surrogates)."""
     if not value.strip():
-        raise ValueError(f"empty {key}")
+        raise _Bad(f"empty {what} (blank or whitespace only)")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _Bad(f"{what} contains an unpaired surrogate escape (\\ud800-\\udfff), which is not valid Unicode") \
+            from None
     return value
 
 
-def _normalise(row: dict, schema: str, max_chars: int | None) -> dict:
-    if schema == "prompt_completion":
-        out = {"prompt": _text(row, "prompt", ""), "completion": _text(row, "completion", "")}
-        prompt_len = len(out["prompt"])
-    elif schema == "messages":
-        msgs = row.get("messages")
-        if not isinstance(msgs, list) or not msgs:
-            raise ValueError("column 'messages' must be a non-empty list of {role, content}")
-        for m in msgs:
-            if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
-                raise ValueError(f"bad message {str(m)[:60]!r}: needs role in {ROLES} and string content")
-        if msgs[-1]["role"] != "assistant" or not any(m["role"] == "user" for m in msgs):
-            raise ValueError("messages need a user turn and must end with the assistant's")
-        if not msgs[-1]["content"].strip():
-            raise ValueError("empty assistant message")
-        out = {"messages": [{"role": m["role"], "content": m["content"]} for m in msgs]}
-        prompt_len = sum(len(m["content"]) for m in msgs[:-1])
-    else:
-        out = {k: row[k] for k in ("id", "gold_docs", "new_words") if k in row}
-        out["scenario"] = _text(row, "scenario", "")
-        out["summary"] = _text(row, "summary", "")
-        for key in ("questions", "answers"):
-            value = row.get(key)
-            if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
-                raise ValueError(f"column {key!r} must be a non-empty list of non-empty strings")
-            out[key] = value
-        if len(out["questions"]) != len(out["answers"]):
-            raise ValueError(f"{len(out['questions'])} questions but {len(out['answers'])} answers")
-        prompt_len = len(out["scenario"]) + sum(map(len, out["questions"]))
-    if max_chars is not None and prompt_len > max_chars:
-        raise ValueError(f"prompt is {prompt_len} chars, longer than the context allows (max_chars={max_chars})")
+def _text(view: _View, key: str) -> str:
+    value = view.get(key)
+    if not isinstance(value, str):
+        raise _Bad(f"column {view.name(key)} must be a string, got {_json_type(value)}")
+    return _check_text(value, f"column {view.name(key)}")
+
+
+def _text_list(view: _View, key: str, *, required: bool = True) -> list[str] | None:
+    value = view.get(key, required=required)
+    if value is None and not required:
+        return None
+    if not isinstance(value, list):
+        raise _Bad(f"column {view.name(key)} must be an array of strings, got {_json_type(value)}")
+    if required and not value:
+        raise _Bad(f"column {view.name(key)} is an empty array")
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise _Bad(f"column {view.name(key)}[{i}] must be a string, got {_json_type(item)}")
+        _check_text(item, f"column {view.name(key)}[{i}]")
+    return list(value)
+
+
+def _passthrough(view: _View, out: dict) -> None:
+    """Optional ``id`` (any schema): a string or integer, kept so results can be traced back to rows."""
+    value = view.get("id", required=False)
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise _Bad(f"column {view.name('id')} must be a string or integer, got {_json_type(value)}")
+    out["id"] = value
+
+
+def _messages(view: _View) -> list[dict[str, str]]:
+    msgs = view.get("messages")
+    if not isinstance(msgs, list) or not msgs:
+        raise _Bad(f"column {view.name('messages')} must be a non-empty array of {{role, content}} objects, "
+                   f"got {'an empty array' if isinstance(msgs, list) else _json_type(msgs)}")
+    out = []
+    for i, m in enumerate(msgs):
+        if not isinstance(m, dict):
+            raise _Bad(f"messages[{i}] must be an object with 'role' and 'content', got {_json_type(m)}")
+        role, content = m.get("role"), m.get("content")
+        if not isinstance(role, str) or role not in ROLES:
+            shown = repr(role)[:40] if isinstance(role, str) else _json_type(role)
+            raise _Bad(f"messages[{i}] has role {shown}; use one of {', '.join(ROLES)}")
+        if not isinstance(content, str):
+            raise _Bad(f"messages[{i}] ({role}) content must be a string, got {_json_type(content)}")
+        out.append({"role": role, "content": _check_text(content, f"messages[{i}] ({role}) content")})
+    if not any(m["role"] == "user" for m in out):
+        raise _Bad("messages have no user turn")
+    if out[-1]["role"] != "assistant":
+        raise _Bad(f"the last message is from the {out[-1]['role']}; it must be the assistant's answer to train on")
     return out
 
 
-def load_records(path: str | Path, *, schema: str = "auto", columns: dict | None = None,
+def _normalise(view: _View, schema: str, max_chars: int | None) -> dict:
+    """One record in its canonical shape, or ``_Bad`` naming the first problem."""
+    out: dict[str, Any] = {}
+    if schema == "prompt_completion":
+        out["prompt"] = _text(view, "prompt")
+        out["completion"] = _text(view, "completion")
+        prompt_len = len(out["prompt"])
+    elif schema == "messages":
+        out["messages"] = _messages(view)
+        prompt_len = sum(len(m["content"]) for m in out["messages"][:-1])
+    else:
+        out["scenario"] = _text(view, "scenario")
+        out["questions"] = _text_list(view, "questions")
+        out["summary"] = _text(view, "summary")
+        out["answers"] = _text_list(view, "answers")
+        if len(out["questions"]) != len(out["answers"]):
+            raise _Bad(f"{len(out['questions'])} questions but {len(out['answers'])} answers; they must pair up")
+        new_words = _text_list(view, "new_words", required=False)
+        if new_words is not None:
+            out["new_words"] = new_words
+        gold = view.get("gold_docs", required=False)
+        if gold is not None:
+            if not isinstance(gold, list):
+                raise _Bad(f"column {view.name('gold_docs')} must be an array, got {_json_type(gold)}")
+            out["gold_docs"] = gold
+        prompt_len = len(out["scenario"]) + sum(map(len, out["questions"]))
+    _passthrough(view, out)
+    if max_chars is not None and prompt_len > max_chars:
+        raise _Bad(f"prompt is {prompt_len} chars, longer than the context allows (max_chars={max_chars})")
+    return out
+
+
+def _detect(view: _View) -> str:
+    """Schema from the keys present after column mapping; ``_Bad`` when no schema's columns are there."""
+    if view.has("messages"):
+        return "messages"
+    if any(view.has(k) for k in ("scenario", "questions", "answers", "summary")):
+        return "clinical"
+    if view.has("prompt") or view.has("completion"):
+        return "prompt_completion"
+    raise _Bad("cannot tell the schema: expected 'prompt'+'completion', 'messages', or "
+               "'scenario'+'questions'+'summary'+'answers' (map other names with columns=); " + view.keys())
+
+
+def _check_args(schema: str, columns: dict | None, max_chars: int | None) -> dict[str, str]:
+    """Configuration mistakes are UserErrors (not about any line of the file) caught before reading."""
+    if schema not in ("auto", *SCHEMAS):
+        raise UserError(f"unknown data schema {schema!r} (use auto, {', '.join(SCHEMAS)})")
+    columns = dict(columns or {})
+    for key, src in columns.items():
+        if key not in CANONICAL:
+            raise UserError(f"columns: unknown canonical name {key!r} (known: {', '.join(sorted(CANONICAL))})")
+        if not isinstance(src, str) or not src:
+            raise UserError(f"columns: {key!r} must map to a column name (a string), got {src!r}")
+    if max_chars is not None and (isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 1):
+        raise UserError(f"max_chars must be a positive integer, got {max_chars!r}")
+    return columns
+
+
+# ----------------------------------------------------------------------------------------------------- API
+
+
+def load_records(path: str | Path, *, schema: str | None = "auto", columns: dict | None = None,
                  skip_bad_rows: bool = False, max_chars: int | None = None) -> LoadResult:
-    """Every record of ``path`` in its canonical schema, or a DataError naming the first bad line."""
+    """Every record of ``path`` in its canonical schema, or a one-line DataError naming file, line and problem.
+
+    ``columns`` maps canonical names to the file's (``{"prompt": "Question"}``); ``schema="auto"`` picks the
+    schema from the first record whose keys match one. With ``skip_bad_rows`` bad records are skipped, logged and
+    listed in ``skipped`` as ``(line, reason)``; structural damage (a broken JSON array, unreadable Parquet) and
+    an empty result still raise.
+    """
+    schema = schema or "auto"  # Hydra's ``schema: null`` means "detect it"
+    mapping = _check_args(schema, columns, max_chars)
     path = Path(path)
     if not path.exists():
         raise DataError(str(path), None, "file not found")
-    if not path.is_dir() and path.suffix not in SUFFIXES:
-        raise DataError(str(path), None, f"unsupported extension {path.suffix!r} (use {', '.join(SUFFIXES)} "
-                                         "or a folder saved with datasets' save_to_disk)")
-    if schema not in ("auto", *SCHEMAS):
-        raise DataError(str(path), None, f"unknown schema {schema!r} (use auto or {', '.join(SCHEMAS)})")
-    rename = {v: k for k, v in (columns or {}).items()}
-    rows = _jsonl_rows(path) if path.suffix in (".jsonl", ".json") and not path.is_dir() else _table_rows(path)
-    records, skipped = [], []
-    for line, row, problem in rows:
-        if problem is None and not isinstance(row, dict):
-            problem = f"expected a JSON object, got {type(row).__name__}"
-        if problem is None:
-            row = {rename.get(k, k): v for k, v in row.items()}
-            if schema == "auto":
-                schema = _detect(row)
+    suffix = path.suffix.lower()
+    data: bytes | None = None
+    if path.is_dir():
+        rows = _dataset_rows(path)
+    elif suffix not in SUFFIXES:
+        raise DataError(str(path), None, f"unsupported file type {path.suffix or '(no extension)'!r} "
+                                         f"(supported: {_SUPPORTED})")
+    else:
+        if suffix != ".parquet":
             try:
-                records.append(_normalise(row, schema, max_chars))
-                continue
-            except ValueError as err:
-                problem = str(err)
+                data = path.read_bytes()
+            except OSError as err:
+                raise DataError(str(path), None, f"cannot read: {err.strerror or err}") from None
+        rows = (_json_rows(path, data) if suffix in (".jsonl", ".json")
+                else _csv_rows(path, data) if suffix == ".csv" else _parquet_rows(path))
+
+    records: list[dict] = []
+    skipped: list[tuple[int, str]] = []
+    for line, row, problem in rows:
+        if problem is None:
+            if not isinstance(row, dict):
+                problem = f"expected a JSON object, got {_json_type(row)}"
+            else:
+                view = _View(row, mapping, from_csv=suffix == ".csv" and not path.is_dir())
+                try:
+                    if schema == "auto":
+                        found = _detect(view)
+                        record = _normalise(view, found, max_chars)
+                        schema = found  # fixed by the first valid record; later rows must match it
+                    else:
+                        record = _normalise(view, schema, max_chars)
+                    records.append(record)
+                    continue
+                except _Bad as err:
+                    problem = str(err)
         if not skip_bad_rows:
             raise DataError(str(path), line, problem)
         skipped.append((line, problem))
+        log.info("%s:%d: skipped: %s", path, line, problem)
     if skipped:
-        log.warning("%s: skipped %d bad rows (lines %s)", path, len(skipped),
-                    ", ".join(str(n) for n, _ in skipped[:20]) + (" ..." if len(skipped) > 20 else ""))
+        lines = ", ".join(str(n) for n, _ in skipped[:20]) + (", ..." if len(skipped) > 20 else "")
+        log.warning("%s: skipped %d bad row(s) (lines %s)", path, len(skipped), lines)
     if not records:
         raise DataError(str(path), None, "no records" + (f" ({len(skipped)} bad rows skipped)" if skipped else ""))
-    return LoadResult(records, schema if schema != "auto" else "prompt_completion", str(path), _sha256(path), skipped)
+    return LoadResult(records=records, schema=schema, path=str(path), sha256=_sha256(path, data), skipped=skipped)

@@ -1,0 +1,1 @@
+"""Training: the LightningModule, its callbacks, exports and the `qwenft train` entry point."""

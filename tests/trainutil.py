@@ -1,0 +1,20 @@
+"""Running the real ``qwenft`` CLI in a subprocess, shared by the training tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ENV = {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+TINY = [
+    "model=tiny", "logger=csv", "callbacks.progress_bar=false", "data.max_length=128", "data.batch_size=4",
+    "data.max_val_examples=8", "tokenizer.words_file=${demo:words.txt}", "trainer.precision=32-true",
+    "validate_before=false",
+]
+
+
+def qwenft(*args: str, cwd: Path, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "qwenft.cli", *args], cwd=cwd, env={**ENV, **(env or {})},
+                          capture_output=True, text=True, timeout=timeout)
