@@ -50,17 +50,22 @@ def test_loss_only_on_the_completion_which_ends_with_eos(instruct):
 def test_overlong_examples_are_counted_truncated_or_dropped(tmp_path):
     from omegaconf import OmegaConf
 
+    rows = [{"prompt": "p " * n, "completion": "c " * 20} for n in (5, 100, 300)]
     f = tmp_path / "d.jsonl"
-    f.write_text("".join(json.dumps({"prompt": "p " * n, "completion": "c " * 20}) + "\n" for n in (5, 100, 300)))
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
     tok = tiny().tokenizer
-    cfg = OmegaConf.create({"max_length": 64, "overlong": "truncate", "schema": "auto"})
+    enc = [encode_example(tok, r, True) for r in rows]
+    prompt_len = [e["labels"].index(next(x for x in e["labels"] if x != IGNORE)) for e in enc]
+    # a limit inside the middle example's completion: it is truncated, the long one loses all its completion
+    limit = prompt_len[1] + 5
+    assert len(enc[0]["input_ids"]) <= limit < len(enc[1]["input_ids"]) and prompt_len[2] >= limit
+    cfg = OmegaConf.create({"max_length": limit, "overlong": "truncate", "schema": "auto"})
     kept = prepare(f, tok, True, cfg, "decomposition")
-    assert kept.overlong == 2 and kept.dropped == 2  # truncation would leave no completion: dropped, counted
-    cfg.max_length = 160
-    kept = prepare(f, tok, True, cfg, "decomposition")
-    assert kept.overlong == 2 and kept.dropped == 1 and max(len(e["input_ids"]) for e in kept.examples) == 160
+    assert (kept.overlong, kept.dropped, len(kept.examples)) == (2, 1, 2)
+    assert sorted(len(e["input_ids"]) for e in kept.examples) == [len(enc[0]["input_ids"]), limit]
     cfg.overlong = "drop"
-    assert prepare(f, tok, True, cfg, "decomposition").dropped == 2
+    kept = prepare(f, tok, True, cfg, "decomposition")
+    assert (kept.overlong, kept.dropped, len(kept.examples)) == (2, 2, 1)
 
 
 def test_cli_run_writes_outputs_that_reload(tmp_path):

@@ -58,6 +58,9 @@ class QwenFTModule(pl.LightningModule):
         self.log("train/label_tokens", float(n), on_step=True, reduce_fx="sum", batch_size=1)
         self.log("train/pad_fraction", 1.0 - float(mask.float().mean()), on_step=True, batch_size=1)
         self._nonpad = int(mask.sum())
+        if self.train_loader is not None:
+            # here, not in on_train_batch_end: checkpoint callbacks run before the module's batch-end hook
+            self.train_loader.step_done()
         return loss
 
     def on_train_batch_start(self, batch, batch_idx):
@@ -67,8 +70,6 @@ class QwenFTModule(pl.LightningModule):
         if self._t is not None:
             self.log("train/tokens_per_s", self._nonpad / max(time.perf_counter() - self._t, 1e-9), on_step=True,
                      batch_size=1, prog_bar=True)
-        if self.train_loader is not None:
-            self.train_loader.step_done()
 
     def validation_step(self, batch, batch_idx):
         loss, n = label_loss(self.model, batch)
