@@ -156,3 +156,27 @@ def test_wandb_offline_run_keeps_text_and_keys_out(tmp_path):
             assert secret.encode() not in data, f
             if "wandb" in f.parts:
                 assert scenario.encode() not in data, f
+
+
+def test_sigterm_saves_a_checkpoint_and_stops_cleanly(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from trainutil import ENV
+
+    run = tmp_path / "r"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "qwenft.cli", "train", *TINY, "trainer.max_steps=100000", "trainer.log_every_n_steps=1",
+         "trainer.val_check_interval=100000", "callbacks.checkpoint_every=100000", f"hydra.run.dir={run}"],
+        cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not ((run / "history.jsonl").exists() and "train/loss" in (run / "history.jsonl").read_text()):
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert 0 < ckpt["global_step"] < 100000
+    assert json.loads((run / "metrics.json").read_text())["global_step"] == ckpt["global_step"]

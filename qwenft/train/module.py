@@ -47,6 +47,7 @@ class QwenFTModule(pl.LightningModule):
         self.train_loader = None  # set by the entry point; told about every trained batch (resumable epochs)
         self.strict_loading = False  # checkpoints hold only the trainable parameters
         self._t = None
+        self._tok_sum, self._time_sum, self._steps_seen = 0, 0.0, 0
 
     def forward(self, **batch):
         return self.model(**batch)
@@ -66,8 +67,18 @@ class QwenFTModule(pl.LightningModule):
     def on_train_batch_start(self, batch, batch_idx):
         self._t = time.perf_counter()
 
+    @property
+    def avg_tokens_per_s(self) -> float:
+        """Non-pad tokens per second over every step but the first (warm-up), for benchmarks and metrics."""
+        return self._tok_sum / self._time_sum if self._time_sum else float("nan")
+
     def on_train_batch_end(self, outputs, batch, batch_idx):
         if self._t is not None:
+            dt = time.perf_counter() - self._t
+            if self._steps_seen > 0:
+                self._tok_sum += self._nonpad
+                self._time_sum += dt
+            self._steps_seen += 1
             self.log("train/tokens_per_s", self._nonpad / max(time.perf_counter() - self._t, 1e-9), on_step=True,
                      batch_size=1, prog_bar=True)
 

@@ -75,8 +75,11 @@ def _logger(cfg: DictConfig, run_dir: Path):
     raise UserError(f"logger.kind={kind!r}: use wandb, csv or none")
 
 
-def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
-    """The whole run; returns the final metrics (also written to ``metrics.json``)."""
+def train(cfg: DictConfig, run_dir: str | Path | None = None, handles: dict | None = None) -> dict:
+    """The whole run; returns the final metrics (also written to ``metrics.json``).
+
+    ``handles``, if given, receives the trained ``module`` and the ``tokenizer`` (benchmarks, notebooks).
+    """
     run_dir = Path(run_dir or cfg.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(cfg.seed, workers=True)
@@ -167,8 +170,11 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         atomic_write_text(run_dir / f"rank{trainer.global_rank}.json",
                           json.dumps({"examples": seen, "params_sha256": h.hexdigest()}))
 
+    if handles is not None:
+        handles.update(module=module, tokenizer=tokenizer, trainer=trainer)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) or isinstance(v, float)}
     metrics["global_step"] = trainer.global_step
+    metrics["train/avg_tokens_per_s"] = module.avg_tokens_per_s
     if trainer.global_rank == 0:
         if cfg.export.enabled:
             metrics["outputs"] = export(model, tokenizer, run_dir, manifest, adapter=cfg.export.adapter)

@@ -1,0 +1,115 @@
+"""One benchmark arm in its own process (so its peak RSS is its own): prints one JSON line of stats.
+
+    python -m experiments.bench.arm {qwenft|baseline} {tiny|offline} STEPS OUT_JSON
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from qwenft.data.datamodule import DEMO_DIR
+from qwenft.data.io import load_records
+from qwenft.decomposition.training import to_training_examples
+from qwenft.metrics.newword import new_word_nll
+from qwenft.tokenizer.extend import read_words_file
+
+BATCH, MAX_LEN, LR = 8, 192, 3e-4
+
+
+def demo_examples(split: str) -> list[dict]:
+    recs = load_records(DEMO_DIR / f"{split}.jsonl").records
+    return [ex for r in recs for ex in to_training_examples(r, "decomposition")]
+
+
+def heldout() -> list[str]:
+    recs = load_records(DEMO_DIR / "val.jsonl").records[:16]
+    return ["\n".join([r["scenario"], r["summary"], *r["answers"]]) for r in recs]
+
+
+def qwenft_arm(model: str, steps: int, out_dir: str) -> dict:
+    from hydra import compose, initialize_config_dir
+
+    from qwenft.cli import conf_dir
+    from qwenft.train.run import train
+
+    overrides = ["experiment=demo", f"model={model}", "logger=none", "callbacks.progress_bar=false",
+                 f"trainer.max_steps={steps}", "trainer.val_check_interval=100000", "validate_before=false",
+                 f"data.batch_size={BATCH}", f"data.max_length={MAX_LEN}", f"optim.lr={LR}", "export.enabled=false",
+                 "callbacks.new_word_ppl=false", f"callbacks.checkpoint_every={10 * steps}"]
+    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    handles: dict = {}
+    metrics = train(cfg, run_dir=out_dir, handles=handles)
+    module = handles["module"]
+    step = _flops_per_step(module)
+    words, _ = read_words_file(DEMO_DIR / "words.txt")
+    q = new_word_nll(module.model, handles["tokenizer"], heldout(), words)
+    return {"tokens_per_s": metrics["train/avg_tokens_per_s"], "val_new_word_ppl": q.new_word_ppl,
+            "val_bits_per_byte": q.bits_per_byte, **step}
+
+
+def _flops_per_step(module) -> dict:  # noqa: ANN001
+    """FLOPs of one real forward+backward on a training batch, and its wall time (bf16 autocast)."""
+    from experiments.bench.peak import step_flops
+    from qwenft.train.module import label_loss
+
+    batch = next(iter(module.train_loader))
+    batch.pop("index")
+
+    def step():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss, _ = label_loss(module.model, batch)
+        loss.backward()
+
+    step()  # warm-up
+    t = time.perf_counter()
+    step()
+    seconds = time.perf_counter() - t
+    return {"flops_per_step": step_flops(step), "step_seconds": seconds,
+            "step_nonpad_tokens": int(batch["attention_mask"].sum())}
+
+
+def baseline_arm(model: str, steps: int, out_dir: str) -> dict:
+    from experiments.bench.baseline_recipe import run_baseline
+    from qwenft.model.sources import tiny
+
+    if model == "tiny":
+        folder = Path(out_dir) / "tiny"
+        loaded = tiny()
+        loaded.model.save_pretrained(folder)
+        loaded.tokenizer.save_pretrained(folder)
+        model_dir = str(folder)
+    else:
+        import os
+
+        cache = Path(os.environ.get("QWENFT_CACHE", "~/.cache/qwenft")).expanduser()
+        model_dir = str(cache / "offline-qwen2.5-coder-0.5b-instruct")
+    words, _ = read_words_file(DEMO_DIR / "words.txt")
+    m, tok, stats = run_baseline(model_dir, demo_examples("train"), words, steps, BATCH, MAX_LEN, LR, True,
+                                 out_dir)
+    q = new_word_nll(m, tok, heldout(), words)
+    return {"tokens_per_s": stats["tokens_per_s"], "val_new_word_ppl": q.new_word_ppl,
+            "val_bits_per_byte": q.bits_per_byte}
+
+
+def main() -> None:
+    arm, model, steps, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    torch.manual_seed(0)
+    t = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        stats = (qwenft_arm if arm == "qwenft" else baseline_arm)(model, steps, tmp)
+    stats.update(arm=arm, model=model, steps=steps, wall_s=time.perf_counter() - t,
+                 peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    Path(out).write_text(json.dumps(stats))
+    print(json.dumps(stats))
+
+
+if __name__ == "__main__":
+    main()
