@@ -36,11 +36,16 @@ def usage() -> str:
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
+    inherited = os.environ.get("QWENFT_VERB")
+    if inherited in VERBS and (not argv or argv[0] not in VERBS):
+        # a child process re-launched by Lightning's DDP launcher: it repeats the overrides, not the verb
+        argv = [inherited, *argv]
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in VERBS:
         print(usage(), file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
         raise SystemExit(0 if not argv or argv[0] in ("-h", "--help") else 2)
     verb, rest = argv[0], argv[1:]
     config_name, module_name = VERBS[verb]
+    os.environ["QWENFT_VERB"] = verb
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("HYDRA_FULL_ERROR", "0")
 
@@ -58,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(2) from None
 
     app = hydra.main(config_path=str(conf_dir()), config_name=config_name, version_base="1.3")(run)
-    sys.argv = [f"qwenft {verb}", *rest]
+    sys.argv = [sys.argv[0], *rest]  # a real program path: DDP children are launched from it
     app()
 
 
