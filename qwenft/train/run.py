@@ -127,7 +127,6 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, handles: dict | No
     callbacks = [
         pl.callbacks.ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), every_n_train_steps=cfg.callbacks.checkpoint_every,
                                      save_last=True, save_top_k=1, filename="{step}"),
-        pl.callbacks.LearningRateMonitor(logging_interval="step"),
         History(run_dir / "history.jsonl"),
         SaveOnSignal(run_dir / "checkpoints" / "last.ckpt"),
     ]
@@ -137,7 +136,10 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, handles: dict | No
         callbacks.append(KillAtStep(int(os.environ["QWENFT_KILL_AT_STEP"])))
     if words and cfg.callbacks.new_word_ppl:
         callbacks.append(NewWordPerplexity(heldout, words, tokenizer, cfg.callbacks.new_word_max_texts))
-    trainer = pl.Trainer(**trainer_kwargs, callbacks=callbacks, logger=_logger(cfg, run_dir),
+    logger = _logger(cfg, run_dir)
+    if logger:
+        callbacks.append(pl.callbacks.LearningRateMonitor(logging_interval="step"))
+    trainer = pl.Trainer(**trainer_kwargs, callbacks=callbacks, logger=logger,
                          default_root_dir=str(run_dir), plugins=[AtomicCheckpointIO()],
                          enable_progress_bar=cfg.callbacks.progress_bar, use_distributed_sampler=False)
     pad = tokenizer.pad_token_id
