@@ -42,7 +42,8 @@ def qwenft_arm(model: str, steps: int, out_dir: str) -> dict:
     overrides = ["experiment=demo", f"model={model}", "logger=none", "callbacks.progress_bar=false",
                  f"trainer.max_steps={steps}", "trainer.val_check_interval=100000", "validate_before=false",
                  f"data.batch_size={BATCH}", f"data.max_length={MAX_LEN}", f"optim.lr={LR}", "export.enabled=false",
-                 "callbacks.new_word_ppl=false", f"callbacks.checkpoint_every={10 * steps}"]
+                 "callbacks.new_word_ppl=false", f"callbacks.checkpoint_every={10 * steps}",
+                 f"paths.output_dir={out_dir}"]
     with initialize_config_dir(str(conf_dir()), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     handles: dict = {}
