@@ -8,15 +8,18 @@ cd "$(dirname "$0")/.."
 Q=.venv/bin/qwenft
 STEPS=${STEPS:-20}
 SEEDS=${SEEDS:-0,1,2}
+INITS=${INITS:-mean_subword,default,random}
+ROWS=${ROWS:-frozen,all}
 OUT=${OUT:-multirun/reproduce}
-common=(trainer.max_steps=$STEPS trainer.val_check_interval=$((STEPS / 2)) callbacks.progress_bar=false)
+common=(trainer.max_steps=$STEPS trainer.val_check_interval=$((STEPS / 2)) callbacks.progress_bar=false
+        data.max_val_examples=${VAL:-32})
 
 # OOV ablation, key arms x seeds: no extension; extension x {mean_subword, default, random} with new_rows;
 # mean_subword with the naive frozen rows and with the whole matrix trainable.
 $Q train -m experiment=oov_ablation tokenizer=none seed=$SEEDS "${common[@]}" hydra.sweep.dir=$OUT/oov_none
-$Q train -m experiment=oov_ablation tokenizer.init=mean_subword,default,random tokenizer.trainable_rows=new_rows \
+$Q train -m experiment=oov_ablation tokenizer.init=$INITS tokenizer.trainable_rows=new_rows \
   seed=$SEEDS "${common[@]}" hydra.sweep.dir=$OUT/oov_init
-$Q train -m experiment=oov_ablation tokenizer.init=mean_subword tokenizer.trainable_rows=frozen,all \
+$Q train -m experiment=oov_ablation tokenizer.init=mean_subword tokenizer.trainable_rows=$ROWS \
   seed=$SEEDS "${common[@]}" hydra.sweep.dir=$OUT/oov_rows
 $Q report "runs=[$OUT/oov_none,$OUT/oov_init,$OUT/oov_rows]" \
   "group_by=[tokenizer,tokenizer.init,tokenizer.trainable_rows]" \

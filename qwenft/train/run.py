@@ -106,6 +106,10 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, handles: dict | No
         ext = extend_model(loaded.model, loaded.tokenizer, words, init=cfg.tokenizer.init, glosses=glosses,
                            capitalized=cfg.tokenizer.capitalized, seed=cfg.seed)
         tokenizer, new_ids, words, manifest = ext.tokenizer, ext.new_ids, ext.words, ext.manifest()
+    if not words and cfg.eval_words_file:  # no extension: still score the words, as their original pieces
+        from qwenft.tokenizer.extend import read_words_file
+
+        words = read_words_file(cfg.eval_words_file)[0]
     train_set = prepare(paths["train"], tokenizer, loaded.instruct, cfg.data, strategy)
     val_set = prepare(paths["val"], tokenizer, loaded.instruct, cfg.data, strategy) if paths["val"] else None
     heldout = val_set.texts if val_set else train_set.texts[:32]
