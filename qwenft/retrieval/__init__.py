@@ -1,0 +1,1 @@
+"""Knowledge-base retrieval: BM25 (bm25s), dense (sentence-transformers), hybrid via reciprocal rank fusion."""
