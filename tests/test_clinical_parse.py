@@ -1,4 +1,4 @@
-"""Prompt parsing on every question format, on real AgentClinic vignettes, and fuzzed."""
+"""Prompt parsing on every question format, on real AgentClinic vignettes, and fuzzed; the output structure."""
 
 from __future__ import annotations
 
@@ -6,79 +6,158 @@ import json
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from qwenft.decomposition.output import Answer, Response, parse_response
-from qwenft.decomposition.parse import parse_prompt
+from qwenft.decomposition.parse import EmptyPromptError, parse_prompt
 from qwenft.errors import UserError
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-QS = ["What is the most likely diagnosis?", "Which test confirms it (and why)?", "What is the first-line treatment?"]
+QS = ["What is the most likely diagnosis?", "Which test confirms it (and why)?",
+      "What dose of 2.5 mg/kg is safe, e.g. in renal failure?", "List two complications."]
+LETTERS = "abcdefgh"
 FORMATS = {
     "numbered_dot": lambda i, q: f"{i}. {q}",
     "numbered_paren": lambda i, q: f"{i}) {q}",
+    "numbered_wrapped": lambda i, q: f"({i}) {q}",
     "q_colon": lambda i, q: f"Q{i}: {q}",
-    "lettered_paren": lambda i, q: f"{'abc'[i - 1]}) {q}",
-    "lettered_wrapped": lambda i, q: f"({'abc'[i - 1]}) {q}",
-    "lettered_upper": lambda i, q: f"{'ABC'[i - 1]}. {q}",
+    "question_n": lambda i, q: f"Question {i}: {q}",
+    "lettered_paren": lambda i, q: f"{LETTERS[i - 1]}) {q}",
+    "lettered_wrapped": lambda i, q: f"({LETTERS[i - 1]}) {q}",
+    "lettered_upper": lambda i, q: f"{LETTERS[i - 1].upper()}. {q}",
     "dash": lambda i, q: f"- {q}",
     "star": lambda i, q: f"* {q}",
     "bullet": lambda i, q: f"• {q}",
 }
 
 
-def agentclinic_scenarios(n: int = 30) -> list[str]:
+def agentclinic_cases(n: int = 25) -> list[dict]:
     path = DATA / "agentclinic_medqa.jsonl"
     if not path.exists():
         pytest.skip("../shared/data not present")
-    out = []
-    for line in path.read_text().splitlines()[:n]:
-        osce = json.loads(line)["OSCE_Examination"]
-        pa = osce["Patient_Actor"]
-        out.append(f"{pa['Demographics']}. {pa['History']} Symptoms: {pa['Symptoms']['Primary_Symptom']}.")
-    return out
+    return [json.loads(line)["OSCE_Examination"] for line in path.read_text().splitlines()[:n]]
+
+
+def flat_scenario(osce: dict) -> str:
+    pa = osce["Patient_Actor"]
+    return f"A {pa['Demographics']}. {pa['History']} Past history: {pa.get('Past_Medical_History', 'none')}"
+
+
+def rich_scenario(osce: dict) -> str:
+    """A multi-line vignette with bulleted symptoms and vital signs: lists that are NOT questions."""
+    pa, exam = osce["Patient_Actor"], osce.get("Physical_Examination_Findings", {})
+    symptoms = [pa["Symptoms"]["Primary_Symptom"], *pa["Symptoms"].get("Secondary_Symptoms", [])]
+    vitals = exam.get("Vital_Signs", {})
+    lines = [f"{pa['Demographics']}. {pa['History']}", "Symptoms:", *(f"- {s}" for s in symptoms)]
+    if vitals:
+        lines += ["Vital signs:", *(f"* {k.replace('_', ' ')}: {v}" for k, v in vitals.items())]
+    return "\n".join(lines)
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_formats_on_real_vignettes(fmt):
-    for scenario in agentclinic_scenarios():
-        items = "\n".join(FORMATS[fmt](i, q) for i, q in enumerate(QS, 1))
-        parsed = parse_prompt(f"{scenario}\n\nQuestions:\n{items}")
-        assert parsed.questions == QS, fmt
+def test_every_format_on_real_vignettes(fmt):
+    for osce in agentclinic_cases():
+        for scenario in (flat_scenario(osce), rich_scenario(osce)):
+            items = "\n".join(FORMATS[fmt](i, q) for i, q in enumerate(QS, 1))
+            for prompt in (f"{scenario}\n\nQuestions:\n{items}", f"{scenario}\n\n{items}"):
+                parsed = parse_prompt(prompt)
+                assert parsed.questions == QS, (fmt, prompt)
+                assert parsed.scenario == scenario, (fmt, prompt)
+
+
+def test_inline_questions_after_real_vignettes():
+    for osce in agentclinic_cases():
+        scenario = flat_scenario(osce)
+        parsed = parse_prompt(f"{scenario} {QS[0]} {QS[2]}")
+        assert parsed.style == "inline"
+        assert parsed.questions == [QS[0], QS[2]]  # "2.5 mg/kg" and "e.g." do not end a sentence
         assert parsed.scenario == scenario
 
 
-def test_inline_questions_after_the_scenario():
-    for scenario in agentclinic_scenarios(10):
-        parsed = parse_prompt(f"{scenario} {QS[0]} {QS[2]}")
-        assert parsed.questions == [QS[0], QS[2]]
-        assert parsed.scenario.rstrip() == scenario.rstrip()
+def test_real_objectives_with_no_question_are_scenario_only():
+    for osce in agentclinic_cases(10):
+        text = osce["Objective_for_Doctor"]
+        parsed = parse_prompt(text)
+        assert parsed.questions == [] and parsed.scenario == text.strip() and parsed.style == "none"
+        assert parsed.units() == ("", [text.strip()])  # answered as one question
 
 
-def test_continuation_lines_join_their_question_and_no_question_means_scenario_only():
-    p = parse_prompt("A man has fever.\n1. What is the cause\n   of the fever?\n2. What next?")
-    assert p.questions == ["What is the cause of the fever?", "What next?"]
-    assert parse_prompt("A man has fever.").questions == []
-    with pytest.raises(UserError):
-        parse_prompt("   ")
+def test_lists_in_the_scenario_are_not_questions():
+    p = parse_prompt("Findings:\n- fever\n- cough\n\n- What is the diagnosis?\n- What next?")
+    assert p.scenario == "Findings:\n- fever\n- cough" and p.questions == ["What is the diagnosis?", "What next?"]
+    p = parse_prompt("History:\n1. fever\n2. cough\n1. What is the diagnosis?\n2. What next?")
+    assert p.scenario == "History:\n1. fever\n2. cough" and p.questions == ["What is the diagnosis?", "What next?"]
+    p = parse_prompt("A man, 40.\nQuestions:\n1. Diagnosis?\n\n2. Treatment?\nAnswer briefly.")
+    assert p.questions == ["Diagnosis?", "Treatment?"] and p.scenario == "A man, 40.\nAnswer briefly."
+    p = parse_prompt("A woman with a rash.\n1. Name the most likely cause.\n2. Give the first-line treatment.")
+    assert p.questions == ["Name the most likely cause.", "Give the first-line treatment."]
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.text(min_size=1, max_size=300))
-def test_parser_never_raises_on_nonempty_text(text):
+def test_wrapped_questions_join_and_text_is_kept_exactly():
+    p = parse_prompt("A man has fever.\r\n1. What is the cause\r\n   of the fever?\r\n2.   What  next?  ")
+    assert p.questions == ["What is the cause of the fever?", "What  next?"]
+    assert parse_prompt("He asked Dr. Smith. Is it viral? Should he rest?").questions == \
+        ["Is it viral?", "Should he rest?"]
+
+
+def test_empty_prompt_is_a_value_error():
+    for bad in ("", "   ", "\n\t\n"):
+        with pytest.raises(ValueError, match="empty prompt"):
+            parse_prompt(bad)
+    with pytest.raises(EmptyPromptError):
+        parse_prompt(None)  # type: ignore[arg-type]
+    assert issubclass(EmptyPromptError, UserError)  # the CLI reports it in one line, exit 2
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(min_size=1, max_size=400))
+def test_parser_never_raises_on_arbitrary_text(text):
     if not text.strip():
-        with pytest.raises(UserError):
+        with pytest.raises(ValueError):
             parse_prompt(text)
         return
     parsed = parse_prompt(text)
-    assert isinstance(parsed.scenario, str) and all(isinstance(q, str) and q for q in parsed.questions)
+    assert isinstance(parsed.scenario, str)
+    assert all(isinstance(q, str) and q.strip() == q and q for q in parsed.questions)
+    assert parsed.questions or parsed.scenario  # nothing is lost into the void
+
+
+_word = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789,;'()/%", min_size=1,
+                max_size=10)
+_sentence = st.lists(_word, min_size=2, max_size=8).map(lambda ws: " ".join(ws))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_sentence, min_size=1, max_size=4), st.lists(_sentence, min_size=1, max_size=6),
+       st.sampled_from(sorted(FORMATS)), st.booleans())
+def test_round_trip_of_generated_prompts(scenario_sentences, question_bodies, fmt, header):
+    scenario = "The patient is unwell. " + " ".join(s + "." for s in scenario_sentences)
+    questions = [f"What about {b}?" for b in question_bodies][: len(LETTERS)]
+    items = "\n".join(FORMATS[fmt](i, q) for i, q in enumerate(questions, 1))
+    parsed = parse_prompt(f"{scenario}\n{'Questions:' if header else ''}\n{items}\n")
+    assert parsed.questions == questions
+    assert parsed.scenario == scenario
 
 
 def test_response_json_text_and_parse_back():
     r = Response("A man with fever.", [Answer("Cause?", "Influenza.", ["d1"]), Answer("Next?", "Rest.", [])])
-    assert json.loads(r.to_json())["answers"][0] == {"question": "Cause?", "answer": "Influenza.", "evidence": ["d1"]}
+    data = json.loads(r.to_json())
+    assert data == {"summary": "A man with fever.",
+                    "answers": [{"question": "Cause?", "answer": "Influenza.", "evidence": ["d1"]},
+                                {"question": "Next?", "answer": "Rest.", "evidence": []}]}
+    assert Response.from_dict(data) == r
     text = r.to_text()
     assert text == "Summary: A man with fever.\n1. Influenza.\n2. Rest."
     assert parse_response(text, ["Cause?", "Next?"]) == ("A man with fever.", ["Influenza.", "Rest."], True)
-    assert parse_response("1. Influenza.", ["Cause?", "Next?"])[2] is False
+
+
+def test_whole_prompt_responses_are_salvaged_best_effort():
+    qs = ["Cause?", "Next?"]
+    assert parse_response("1. Influenza.", qs) == ("", ["Influenza.", ""], False)
+    assert parse_response("**Summary:** Fever.\n\n**1.** Flu,\nlikely.\n2) Rest.", qs) == \
+        ("Fever.", ["Flu, likely.", "Rest."], True)
+    assert parse_response("A 2-day fever.\nAnswer 2: Rest.", qs) == ("A 2-day fever.", ["", "Rest."], False)
+    assert parse_response("Fever in a man.\n\nIt is the flu.", ["Cause?"]) == \
+        ("Fever in a man.", ["It is the flu."], False)
+    assert parse_response("", qs) == ("", ["", ""], False)

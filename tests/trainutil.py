@@ -11,7 +11,7 @@ ENV = {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", "PYTHONUNBU
 TINY = [
     "model=tiny", "logger=csv", "callbacks.progress_bar=false", "data.max_length=128", "data.batch_size=4",
     "data.max_val_examples=8", "tokenizer.words_file=${demo:words.txt}", "trainer.precision=32-true",
-    "validate_before=false",
+    "validate_before=false", "callbacks.new_word_max_texts=4",
 ]
 
 

@@ -1,8 +1,21 @@
 """Training data: load and validate everything up front, tokenize once, batch with little padding.
 
-Batches group examples of similar length (sorted inside shuffled buckets), so padding stays small; the pad
-fraction is reported. The loader is resumable: its position within the epoch is saved in checkpoints, so a
-resumed run sees exactly the batches an uninterrupted run would.
+Every split is loaded and validated (``load_splits``) before a model is, and tokenized (``prepare``) before
+``trainer.fit``: a bad row costs seconds, not a run. The tokenized examples stay in memory; epochs only
+reshuffle indices, nothing is tokenized twice.
+
+Two ways to waste little compute on padding (the pad fraction is reported either way):
+
+* length grouping (default): batches of examples of similar length (sorted inside shuffled buckets);
+* packing (``data.packing=true``): a batch's examples are concatenated into ONE row with no padding at all,
+  ``attention_mask`` left out and ``position_ids`` restarting at 0 for each example. Transformers 5 reads the
+  restarts as sequence boundaries and builds a block-diagonal causal mask, so no example attends to another
+  (``tests/test_train.py`` checks packed per-token losses equal per-example ones). On CPU the mask is dense,
+  so attention over a packed row costs more than over grouped rows: grouping is the default here.
+
+Either way a step sees ``data.batch_size`` examples, so step counts and learning rates mean the same thing.
+The loader is resumable: its position within the epoch is saved in checkpoints, so a resumed run sees exactly
+the batches an uninterrupted run would.
 """
 
 from __future__ import annotations
@@ -12,6 +25,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytorch_lightning as pl
 import torch
 
 from qwenft.data.format import IGNORE, encode_example
@@ -34,6 +48,27 @@ class Prepared:
     stats: dict = field(default_factory=dict)
 
 
+def split_paths(data_cfg) -> dict[str, Path | None]:
+    """``data.{train,val,test}_path``; with no train path at all, the bundled demo splits."""
+    d = data_cfg
+    demo = not d.get("train_path")
+    return {"train": Path(d.train_path) if not demo else DEMO_DIR / "train.jsonl",
+            "val": Path(d.val_path) if d.get("val_path") else (DEMO_DIR / "val.jsonl" if demo else None),
+            "test": Path(d.test_path) if d.get("test_path") else (DEMO_DIR / "test.jsonl" if demo else None)}
+
+
+def _load(path: str | Path, data_cfg) -> LoadResult:
+    return load_records(path, schema=data_cfg.get("schema", "auto"),
+                        columns=dict(data_cfg.columns) if data_cfg.get("columns") else None,
+                        skip_bad_rows=bool(data_cfg.get("skip_bad_rows", False)),
+                        max_chars=data_cfg.get("max_chars"))
+
+
+def load_splits(data_cfg) -> dict[str, LoadResult]:
+    """Every configured split, loaded and validated (``DataError`` = ``file:line: problem`` on the first bad row)."""
+    return {name: _load(p, data_cfg) for name, p in split_paths(data_cfg).items() if p is not None}
+
+
 def _records_to_examples(result: LoadResult, strategy: str) -> tuple[list[dict], list[str]]:
     if result.schema == "clinical":
         from qwenft.decomposition.training import to_training_examples
@@ -48,16 +83,22 @@ def _records_to_examples(result: LoadResult, strategy: str) -> tuple[list[dict],
     return result.records, [r["completion"] for r in result.records]
 
 
-def prepare(path: str | Path, tokenizer, instruct: bool, data_cfg, strategy: str) -> Prepared:
-    """Load, validate, format and tokenize one file; over-long examples are truncated or dropped and counted."""
-    result = load_records(path, schema=data_cfg.get("schema", "auto"),
-                          columns=dict(data_cfg.columns) if data_cfg.get("columns") else None,
-                          skip_bad_rows=bool(data_cfg.get("skip_bad_rows", False)))
+def split_texts(result: LoadResult, strategy: str) -> list[str]:
+    """The plain text of a split (word discovery reads it before any tokenizer change)."""
+    return _records_to_examples(result, strategy)[1]
+
+
+def prepare(source: LoadResult | str | Path, tokenizer, instruct: bool, data_cfg, strategy: str) -> Prepared:
+    """Format and tokenize one split; over-long examples are truncated or dropped, and counted in the log."""
+    result = source if isinstance(source, LoadResult) else _load(source, data_cfg)
     records, texts = _records_to_examples(result, strategy)
     max_len, mode = int(data_cfg.max_length), data_cfg.get("overlong", "truncate")
-    examples, overlong, dropped = [], 0, 0
+    if mode not in ("truncate", "drop"):
+        raise UserError(f"data.overlong={mode!r}: use truncate or drop")
+    examples, overlong, dropped, merged = [], 0, 0, 0
     for i, rec in enumerate(records):
         ex = encode_example(tokenizer, rec, instruct)
+        merged += ex.pop("boundary_merged")
         if len(ex["input_ids"]) > max_len:
             overlong += 1
             if mode == "drop" or all(lab == IGNORE for lab in ex["labels"][:max_len]):
@@ -67,13 +108,19 @@ def prepare(path: str | Path, tokenizer, instruct: bool, data_cfg, strategy: str
         ex["index"] = i
         examples.append(ex)
     if overlong:
-        log.warning("%s: %d examples longer than data.max_length=%d (%s; %d dropped)", path, overlong, max_len,
-                    mode, dropped)
+        log.warning("%s: %d of %d examples longer than data.max_length=%d (%s; %d dropped)", result.path, overlong,
+                    len(records), max_len, mode, dropped)
+    if merged:
+        log.warning("%s: %d completions start with a newline; their first tokens differ from a tokenization of the "
+                    "full text (trained as generation sees them: prompt tokens, then completion tokens)",
+                    result.path, merged)
     if not examples:
-        raise UserError(f"{path}: no examples left after dropping over-long ones (data.max_length={max_len})")
+        raise UserError(f"{result.path}: no examples left after dropping over-long ones (data.max_length={max_len})")
+    lengths = [len(e["input_ids"]) for e in examples]
     return Prepared(examples, texts, result, overlong, dropped,
-                    {"examples": len(examples), "overlong": overlong, "dropped": dropped,
-                     "skipped_rows": len(result.skipped)})
+                    {"records": len(result.records), "examples": len(examples), "overlong": overlong,
+                     "dropped": dropped, "boundary_merged": merged, "skipped_rows": len(result.skipped),
+                     "tokens": sum(lengths), "max_tokens": max(lengths)})
 
 
 def collate(examples: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
@@ -88,6 +135,18 @@ def collate(examples: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
         mask[i, :n] = 1
     return {"input_ids": ids, "labels": labels, "attention_mask": mask,
             "index": torch.tensor([e["index"] for e in examples])}
+
+
+def collate_packed(examples: list[dict]) -> dict[str, torch.Tensor]:
+    """One padding-free row; each example's first label is IGNORE so nothing is predicted across a boundary."""
+    ids, labels, positions = [], [], []
+    for e in examples:
+        n = len(e["input_ids"])
+        ids += e["input_ids"]
+        labels += [IGNORE, *e["labels"][1:]]
+        positions += range(n)
+    return {"input_ids": torch.tensor([ids]), "labels": torch.tensor([labels]),
+            "position_ids": torch.tensor([positions]), "index": torch.tensor([e["index"] for e in examples])}
 
 
 def length_grouped_batches(examples: list[dict], batch_size: int, seed: int, bucket: int = 16) -> list[list[int]]:
@@ -105,11 +164,16 @@ def length_grouped_batches(examples: list[dict], batch_size: int, seed: int, buc
 
 
 class ResumableLoader:
-    """An epoch of length-grouped batches for this rank; ``state_dict`` records how far the epoch got."""
+    """An epoch of length-grouped batches for this rank; ``state_dict`` records how far the epoch got.
+
+    Lightning saves a train loader's ``state_dict`` in checkpoints and hands it back on resume, which is why this
+    is not a ``DataLoader``: a sampler cannot say which batches of a shuffled epoch were already trained on.
+    """
 
     def __init__(self, examples: list[dict], batch_size: int, pad_id: int, seed: int, shuffle: bool = True,
-                 rank: int = 0, world_size: int = 1) -> None:
+                 rank: int = 0, world_size: int = 1, packing: bool = False) -> None:
         self.examples, self.batch_size, self.pad_id, self.seed, self.shuffle = examples, batch_size, pad_id, seed, shuffle
+        self.packing = packing
         self.rank, self.world_size = rank, world_size
         self.epoch, self.trained, self._resume_at = 0, 0, 0
 
@@ -125,12 +189,23 @@ class ResumableLoader:
     def __len__(self) -> int:
         return len(self._batches())
 
+    def pad_fraction(self) -> float:
+        """The share of padding positions over this epoch's batches (0 when packing)."""
+        if self.packing:
+            return 0.0
+        real = padded = 0
+        for b in self._batches():
+            lengths = [len(self.examples[i]["input_ids"]) for i in b]
+            real, padded = real + sum(lengths), padded + max(lengths) * len(lengths)
+        return 1.0 - real / padded if padded else 0.0
+
     def __iter__(self):
         batches = self._batches()
         start, self._resume_at = self._resume_at, 0
         self.trained = start
         for b in batches[start:]:
-            yield collate([self.examples[i] for i in b], self.pad_id)
+            chosen = [self.examples[i] for i in b]
+            yield collate_packed(chosen) if self.packing else collate(chosen, self.pad_id)
         if self.shuffle:
             self.epoch += 1
         self.trained = 0
@@ -144,3 +219,43 @@ class ResumableLoader:
 
     def load_state_dict(self, state: dict) -> None:
         self.epoch, self._resume_at = int(state["epoch"]), int(state["consumed"])
+
+
+class TrainData(pl.LightningDataModule):
+    """The prepared splits, served per rank.
+
+    The splits arrive already validated and tokenized (they are needed before the model is wrapped: word
+    discovery reads the training text, new-word perplexity the held-out text). ``setup`` only decides which
+    rank reads which batches, which is known once the trainer has set up its strategy.
+    """
+
+    def __init__(self, train: Prepared, val: Prepared | None, *, batch_size: int, pad_id: int, seed: int,
+                 packing: bool = False, max_val_examples: int | None = None) -> None:
+        super().__init__()
+        self.train_set, self.val_set = train, val
+        self.batch_size, self.pad_id, self.seed, self.packing = batch_size, pad_id, seed, packing
+        self.val_examples = (val.examples[:max_val_examples] if max_val_examples else val.examples) if val else []
+        self.train_loader: ResumableLoader | None = None
+        self.val_loader: ResumableLoader | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_loader is not None:  # validate-then-fit calls setup twice: keep the loaders (and their state)
+            return
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        self.train_loader = ResumableLoader(self.train_set.examples, self.batch_size, self.pad_id, self.seed,
+                                            rank=rank, world_size=world, packing=self.packing)
+        if self.val_examples:
+            self.val_loader = ResumableLoader(self.val_examples, self.batch_size, self.pad_id, self.seed,
+                                              shuffle=False, rank=rank, world_size=world, packing=self.packing)
+        log.info("train: %d examples, %d batches/epoch on rank %d, pad fraction %.3f%s", len(self.train_set.examples),
+                 len(self.train_loader), rank, self.train_loader.pad_fraction(), " (packed)" if self.packing else "")
+
+    def train_dataloader(self) -> ResumableLoader:
+        return self.train_loader
+
+    def val_dataloader(self) -> ResumableLoader | list:
+        return self.val_loader if self.val_loader is not None else []
+
+    def step_done(self) -> None:
+        if self.train_loader is not None:
+            self.train_loader.step_done()

@@ -1,9 +1,14 @@
 """Examples -> token ids with the loss on the completion only.
 
-Instruct models see the Qwen2.5 chat template; base models a plain template. Prompt and completion are tokenized
-separately and concatenated, so the prompt/completion boundary is exact by construction (both templates end the
-prompt with a newline, where the Qwen2 pre-tokenizer would cut anyway). The completion ends with EOS:
+Instruct models see the Qwen2.5 chat template; base models a plain template. The completion ends with EOS:
 ``<|im_end|>`` for Instruct, ``<|endoftext|>`` for base models.
+
+Prompt and completion are tokenized separately and concatenated. That is what the model meets at inference
+(it is handed the prompt's tokens and generates from there), and the boundary is exact by construction. Both
+templates end the prompt with a newline, where the Qwen2 pre-tokenizer cuts anyway, so for almost every
+completion the concatenation also equals the tokenization of the full text. The exception is a completion that
+itself starts with a newline (``"\\n\\n"`` is one token in the full text): ``encode_example`` checks every
+example and reports it as ``boundary_merged`` so ``prepare`` can count it in the log instead of hiding it.
 """
 
 from __future__ import annotations
@@ -14,22 +19,31 @@ IGNORE = -100
 BASE_TEMPLATE = "### Question:\n{prompt}\n\n### Answer:\n"
 
 
+def prompt_text(tokenizer: PreTrainedTokenizerBase, messages: list[dict], instruct: bool) -> str:
+    """The text a model reads before it answers: the chat template (Instruct) or the plain template (base)."""
+    if instruct:
+        return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return BASE_TEMPLATE.format(prompt="\n\n".join(m["content"] for m in messages if m["role"] != "system"))
+
+
 def prompt_ids(tokenizer: PreTrainedTokenizerBase, messages: list[dict], instruct: bool) -> list[int]:
     """The tokens a model reads before it answers (also used for generation)."""
-    if instruct:
-        out = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        return list(out["input_ids"] if isinstance(out, dict) or hasattr(out, "keys") else out)
-    text = "\n\n".join(m["content"] for m in messages if m["role"] != "system")
-    return tokenizer(BASE_TEMPLATE.format(prompt=text), add_special_tokens=False).input_ids
+    return tokenizer(prompt_text(tokenizer, messages, instruct), add_special_tokens=False).input_ids
+
+
+def eos_token(instruct: bool) -> str:
+    return "<|im_end|>" if instruct else "<|endoftext|>"
 
 
 def encode_example(tokenizer: PreTrainedTokenizerBase, record: dict, instruct: bool) -> dict:
-    """``{prompt, completion}`` or ``{messages}`` -> ``{input_ids, labels}`` (prompt positions = -100)."""
+    """``{prompt, completion}`` or ``{messages}`` -> ``{input_ids, labels, boundary_merged}`` (prompt = -100)."""
     if "messages" in record:
         messages, completion = record["messages"][:-1], record["messages"][-1]["content"]
     else:
         messages, completion = [{"role": "user", "content": record["prompt"]}], record["completion"]
-    p = prompt_ids(tokenizer, messages, instruct)
-    eos = tokenizer.convert_tokens_to_ids("<|im_end|>" if instruct else "<|endoftext|>")
-    c = tokenizer(completion, add_special_tokens=False).input_ids + [eos]
-    return {"input_ids": p + c, "labels": [IGNORE] * len(p) + c}
+    text = prompt_text(tokenizer, messages, instruct)
+    p = tokenizer(text, add_special_tokens=False).input_ids
+    c = tokenizer(completion, add_special_tokens=False).input_ids
+    merged = tokenizer(text + completion, add_special_tokens=False).input_ids != p + c
+    c.append(tokenizer.convert_tokens_to_ids(eos_token(instruct)))
+    return {"input_ids": p + c, "labels": [IGNORE] * len(p) + c, "boundary_merged": merged}

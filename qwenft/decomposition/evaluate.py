@@ -1,68 +1,165 @@
-"""``qwenft evaluate``: a clinical data set x strategies -> one metrics table (markdown + JSON), W&B optional.
+"""``qwenft evaluate``: a clinical data set x strategies -> ONE metrics table (markdown + JSON), W&B optional.
 
-Strategies are compared at equal retrieval budget both ways: ``per_question`` (k documents per question; the
-whole-prompt baseline gets k) and ``per_prompt`` (k x n documents per prompt of n questions; the baseline gets
-them all in one query, per-question strategies k each). Only scores leave the machine: prompts and generations
-go to W&B tables only with ``log_text=true``.
+    qwenft evaluate model=offline n_prompts=12 "strategies=[none,decomposition,multi_query]" k=2
+
+Strategies are compared at equal retrieval budget both ways (see ``strategies.py``): ``per_question`` (k
+documents per question; the whole-prompt baseline gets k) and ``per_prompt`` (k x n per prompt of n questions;
+the baseline reads them all, a per-question strategy k for each question). A per-question strategy reads the
+same documents under both budgets, so it is run once and its row repeated (``same_as``); without a retriever
+every strategy is run once. Prompts and generations stay in the run directory (``predictions.jsonl``); they go
+to W&B only with ``log_text=true`` -- by default W&B gets the numbers and the config.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import math
+import time
 from pathlib import Path
 
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
+from qwenft.atomic import atomic_write_text
+from qwenft.cli import conf_dir
 from qwenft.data.io import load_records
 from qwenft.decomposition.parse import Parsed
-from qwenft.decomposition.strategies import answer
+from qwenft.decomposition.strategies import BUDGETS, Strategy, answer
+from qwenft.errors import UserError
 from qwenft.metrics.clinical import aggregate, score_prediction
 
-METRICS = ["summary_rougeL", "answer_rougeL", "answer_f1", "coverage", "format_valid", "recall_at_k", "mrr",
-           "new_term_recall"]
+log = logging.getLogger(__name__)
+
+METRICS = ("summary_rougeL", "answer_rougeL", "answer_f1", "coverage", "format_valid", "recall_at_k", "mrr",
+           "new_term_recall")
+COSTS = ("queries_per_prompt", "docs_per_prompt", "generate_calls", "sec_per_prompt")
+HEADERS = {"summary_rougeL": "summary R-L", "answer_rougeL": "answer R-L", "answer_f1": "answer F1",
+           "coverage": "coverage", "format_valid": "format ok", "recall_at_k": "recall@k", "mrr": "MRR",
+           "new_term_recall": "new-term recall", "queries_per_prompt": "queries", "docs_per_prompt": "docs read",
+           "generate_calls": "gen calls", "sec_per_prompt": "s/prompt"}
 
 
-def run(cfg) -> dict:  # noqa: ANN001
-    records = load_records(cfg.data_path, schema="clinical").records[: cfg.n_prompts]
-    loaded = instantiate(cfg.model)
-    retriever = instantiate(cfg.retrieval) if cfg.retrieval.get("_target_") else None
-    gen = OmegaConf.to_container(cfg.generation)
-    conf = Path(__file__).resolve().parents[2] / "conf" / "decomposition"
-    rows, samples = [], []
-    for name in cfg.strategies:
-        strategy = instantiate(OmegaConf.load(conf / f"{name}.yaml"))
-        for budget in cfg.budgets:
-            if budget == "per_prompt" and name != "none" and "per_question" in cfg.budgets:
-                # per-question strategies retrieve k per question under both budgets: same numbers
-                rows.append({**next(r for r in rows if r["strategy"] == name), "budget": budget})
+def load_strategy(name: str, selected: DictConfig | None = None) -> Strategy:
+    """``conf/decomposition/<name>.yaml`` -- or the composed ``decomposition`` group when it is that one, so
+    overrides such as ``decomposition.n_queries=5`` apply to it."""
+    if selected is not None and selected.get("name") == name:
+        return instantiate(selected)
+    path = conf_dir() / "decomposition" / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in path.parent.glob("*.yaml"))
+        raise UserError(f"strategies: unknown strategy {name!r} (known: {', '.join(known)})")
+    return instantiate(OmegaConf.load(path))
+
+
+def _costs(trace: dict, whole_prompt: bool) -> dict[str, float]:
+    """What a prompt cost: retrieval queries issued, documents put in contexts, generate calls."""
+    queries = trace["queries"][:1] if whole_prompt else trace["queries"]
+    docs = trace["retrieved"][:1] if whole_prompt else trace["retrieved"]
+    return {"queries_per_prompt": float(sum(map(len, queries))) if trace["retrieval"] else 0.0,
+            "docs_per_prompt": float(sum(map(len, docs))),
+            "generate_calls": float(trace["generate_calls"])}
+
+
+def evaluate(records: list[dict], strategies: list[Strategy], loaded, retriever, k: int, budgets: list[str],
+             gen: dict, new_words: list[str] | None = None) -> tuple[list[dict], list[dict]]:
+    """(one row per strategy x budget, one prediction per prompt x strategy x budget actually run)."""
+    for b in budgets:
+        if b not in BUDGETS:
+            raise UserError(f"budgets: {b!r} is not one of {', '.join(BUDGETS)}")
+    rows, predictions = [], []
+    for strategy in strategies:
+        first_budget = None
+        for budget in budgets:
+            if first_budget is not None and (retriever is None or not strategy.whole_prompt):
+                rows.append({**next(r for r in rows if r["strategy"] == strategy.name and r["budget"] == first_budget),
+                             "budget": budget, "same_as": first_budget})
                 continue
+            first_budget = first_budget or budget
             scores = []
             for rec in records:
+                start = time.perf_counter()
                 resp, trace = answer(Parsed(rec["scenario"], rec["questions"]), strategy, loaded.model,
-                                     loaded.tokenizer, loaded.instruct, retriever, cfg.k, budget, gen)
-                scores.append(score_prediction(resp, rec, trace))
-                if cfg.log_text:
-                    samples.append([name, budget, rec["scenario"], resp.to_text()])
-            rows.append({"strategy": name, "budget": budget, **aggregate(scores)})
-            print(rows[-1], flush=True)
-    head = "| strategy | budget | " + " | ".join(METRICS) + " |"
-    lines = [head, "|" + "---|" * (len(METRICS) + 2)]
-    lines += ["| " + " | ".join([r["strategy"], r["budget"], *(f"{r[m]:.3f}" for m in METRICS)]) + " |" for r in rows]
-    table = "\n".join(lines) + "\n"
+                                     loaded.tokenizer, loaded.instruct, retriever, k, budget, gen)
+                seconds = time.perf_counter() - start
+                scores.append({**score_prediction(resp, rec, trace, new_words), **_costs(trace, strategy.whole_prompt),
+                               "sec_per_prompt": seconds})
+                predictions.append({"id": rec.get("id"), "strategy": strategy.name, "budget": budget,
+                                    "response": resp.to_dict(), "queries": trace["queries"],
+                                    "rewrites": trace["rewrites"], "scores": scores[-1]})
+            rows.append({"strategy": strategy.name, "budget": budget, "n_prompts": len(records), "k": k,
+                         **aggregate(scores), "same_as": None})
+            log.info("%s", {m: rows[-1][m] for m in ("strategy", "budget", *METRICS)})
+    return rows, predictions
+
+
+def _cell(value, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """One line per strategy x budget; ``–`` where a metric does not apply (no retriever / no gold docs)."""
+    cols = [*METRICS, *COSTS]
+    head = "| strategy | budget | " + " | ".join(HEADERS[c] for c in cols) + " |"
+    lines = [head, "|---|---|" + "---:|" * len(cols)]
+    for r in rows:
+        budget = r["budget"] + (f" (= {r['same_as']})" if r.get("same_as") else "")
+        cells = [_cell(r.get(c), 3 if c in METRICS else 1) for c in cols]
+        lines.append(f"| {r['strategy']} | {budget} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _log_wandb(cfg: DictConfig, out: Path, rows: list[dict], predictions: list[dict], records: list[dict]) -> None:
+    """Numbers and config only; prompts and generations only with ``log_text=true``."""
+    import wandb
+
+    cols = ["strategy", "budget", *METRICS, *COSTS]
+    run = wandb.init(project=cfg.logger.get("project") or "qwenft", name=cfg.logger.get("name"), dir=str(out),
+                     job_type="evaluate", mode="offline" if cfg.logger.get("offline", True) else "online",
+                     config={"model": cfg.model.get("_target_"), "k": cfg.k, "n_prompts": len(records),
+                             "strategies": sorted({r["strategy"] for r in rows}),
+                             "budgets": sorted({r["budget"] for r in rows}),
+                             "retrieval": cfg.retrieval.get("_target_"), "generation": OmegaConf.to_container(cfg.generation, resolve=True)})
+    run.log({"clinical_metrics": wandb.Table(columns=cols, data=[[r.get(c) for c in cols] for r in rows])})
+    for r in rows:
+        for m in METRICS:
+            run.summary[f"{r['strategy']}/{r['budget']}/{m}"] = r[m]
+    if cfg.log_text:
+        by_id = {rec.get("id"): rec for rec in records}
+        data = [[p["strategy"], p["budget"], by_id[p["id"]]["scenario"], json.dumps(p["response"])]
+                for p in predictions]
+        run.log({"clinical_samples": wandb.Table(columns=["strategy", "budget", "scenario", "response"], data=data)})
+    run.finish()
+
+
+def run(cfg: DictConfig) -> dict:
+    if cfg.logger.kind not in ("none", "csv", "wandb"):
+        raise UserError(f"logger.kind={cfg.logger.kind!r}: use none, csv or wandb")
+    records = load_records(cfg.data_path, schema="clinical").records
+    if cfg.n_prompts:
+        records = records[: int(cfg.n_prompts)]
+    names = [cfg.strategies] if isinstance(cfg.strategies, str) else list(cfg.strategies)  # strategies=hyde
+    budgets = [cfg.budgets] if isinstance(cfg.budgets, str) else list(cfg.budgets)
+    strategies = [load_strategy(name, cfg.get("decomposition")) for name in names]
+    new_words = None
+    if cfg.get("words_file"):
+        from qwenft.tokenizer.extend import read_words_file
+
+        new_words = read_words_file(cfg.words_file)[0]
+    loaded = instantiate(cfg.model)
+    retriever = instantiate(cfg.retrieval)
+    gen = OmegaConf.to_container(cfg.generation, resolve=True)
+    rows, predictions = evaluate(records, strategies, loaded, retriever, int(cfg.k), budgets, gen, new_words)
+    table = markdown_table(rows)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "table.md").write_text(table)
-    (out / "metrics.json").write_text(json.dumps(rows, indent=2))
-    if cfg.logger == "wandb":
-        import wandb
-
-        run = wandb.init(project="qwenft", dir=str(out), mode="offline" if cfg.wandb_offline else "online",
-                         config={"strategies": list(cfg.strategies), "k": cfg.k, "n_prompts": len(records)})
-        run.log({"clinical": wandb.Table(columns=["strategy", "budget", *METRICS],
-                                         data=[[r["strategy"], r["budget"], *(r[m] for m in METRICS)] for r in rows])})
-        if cfg.log_text:
-            run.log({"samples": wandb.Table(columns=["strategy", "budget", "scenario", "response"], data=samples)})
-        run.finish()
-    print(table)
-    return {"rows": rows}
+    atomic_write_text(out / "table.md", table)
+    atomic_write_text(out / "metrics.json", json.dumps(rows, indent=2))
+    atomic_write_text(out / "predictions.jsonl", "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions))
+    if cfg.logger.kind == "wandb":
+        _log_wandb(cfg, out, rows, predictions, records)
+    print(table, flush=True)
+    print(f"written: {out / 'table.md'}, {out / 'metrics.json'}, {out / 'predictions.jsonl'}", flush=True)
+    return {"rows": rows, "out": str(out)}

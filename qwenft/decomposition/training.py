@@ -1,20 +1,55 @@
-"""How a structured clinical example becomes training examples; the ``decomposition`` group decides.
+"""How a structured clinical record becomes training examples; the ``decomposition`` config group decides.
 
-``none`` trains the whole prompt -> summary + all answers; every other strategy trains what inference under it
-generates: one summary example plus one example per question (scenario as context). A sweep over
-``decomposition=`` therefore compares training-time decomposition too.
+A model answers best in the shape it was trained in, so training uses exactly the prompts inference builds
+(``templates.py``): ``none`` trains the whole prompt -> ``Summary: ...`` + numbered answers (the text rendering
+the ``none`` strategy parses back); every per-question strategy trains what it generates at inference, one
+summary example plus one example per question with the scenario as context. The retrieval strategies differ only
+in their queries, so they share the per-question examples. A sweep over ``decomposition=`` therefore also
+compares training-time decomposition.
+
+``passages`` (doc id -> text, e.g. from the knowledge base) adds each question's gold documents as the
+``Reference:`` block, for training a model to read retrieved context the way inference presents it.
 """
 
 from __future__ import annotations
 
-from qwenft.decomposition.templates import question_prompt, render_response, summary_prompt, whole_prompt
+from qwenft.decomposition.templates import (
+    format_context,
+    question_prompt,
+    render_response,
+    summary_prompt,
+    whole_prompt,
+)
+
+STRATEGIES = ("none", "decomposition", "multi_query", "rag_fusion", "step_back", "hyde")
 
 
-def to_training_examples(example: dict, strategy: str) -> list[dict]:
-    scenario, questions, answers = example["scenario"], example["questions"], example["answers"]
-    if strategy == "none":
-        return [{"prompt": whole_prompt(scenario, questions),
+def _context(doc_ids: list[str], passages: dict[str, str] | None) -> str:
+    if not passages:
+        return ""
+    return format_context([(d, passages[d]) for d in dict.fromkeys(doc_ids) if d in passages])
+
+
+def to_training_examples(example: dict, strategy: str, passages: dict[str, str] | None = None) -> list[dict]:
+    """``{scenario, questions[], summary, answers[], gold_docs?}`` -> ``[{prompt, completion}, ...]``.
+
+    ``strategy`` is a strategy name (``conf/decomposition/*.yaml``'s ``name``); an unknown name or questions and
+    answers that do not pair up raise ``ValueError``.
+    """
+    name = getattr(strategy, "name", strategy)
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown decomposition strategy {name!r} (use one of {', '.join(STRATEGIES)})")
+    scenario, questions, answers = example["scenario"], list(example["questions"]), list(example["answers"])
+    if len(questions) != len(answers):
+        raise ValueError(f"{len(questions)} questions but {len(answers)} answers: they must pair up")
+    gold = list(example.get("gold_docs") or [])
+    gold = [list(d) if isinstance(d, list) else [] for d in gold[: len(questions)]]
+    gold += [[] for _ in range(len(questions) - len(gold))]
+    if name == "none":
+        everything = [d for docs in gold for d in docs]
+        return [{"prompt": whole_prompt(scenario, questions, _context(everything, passages)),
                  "completion": render_response(example["summary"], answers)}]
     out = [{"prompt": summary_prompt(scenario), "completion": example["summary"]}]
-    out += [{"prompt": question_prompt(scenario, q), "completion": a} for q, a in zip(questions, answers, strict=True)]
+    out += [{"prompt": question_prompt(scenario, q, _context(docs, passages)), "completion": a}
+            for q, a, docs in zip(questions, answers, gold, strict=True)]
     return out

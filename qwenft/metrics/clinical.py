@@ -1,7 +1,15 @@
-"""Clinical-answer metrics, with rouge-score directly (``evaluate.load`` needs the hub)."""
+"""Scores for clinical answers, computed locally (``evaluate.load`` needs the hub; rouge-score does not).
+
+Per prompt: summary ROUGE-L; per-question answer ROUGE-L and SQuAD token F1 (averaged over the prompt's
+questions); coverage (share of questions with a non-empty answer); format validity; retrieval recall@k and MRR
+against gold documents, where known; new-term recall (share of the reference's new words the response
+reproduces with exact spelling -- the point of teaching a model new vocabulary). :func:`aggregate` averages
+prompts, skipping NaN (a metric that does not apply to a prompt, e.g. recall without gold documents).
+"""
 
 from __future__ import annotations
 
+import math
 import re
 import string
 from collections import Counter
@@ -9,70 +17,104 @@ from collections import Counter
 from rouge_score import rouge_scorer
 
 _ROUGE = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+_PUNCT = frozenset(string.punctuation)
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
 
 
 def rouge_l(pred: str, ref: str) -> float:
-    return _ROUGE.score(ref, pred)["rougeL"].fmeasure if pred.strip() and ref.strip() else 0.0
+    """ROUGE-L F-measure (longest common subsequence of stemmed tokens); 0 when either side is empty."""
+    if not pred.strip() or not ref.strip():
+        return 0.0
+    return _ROUGE.score(ref, pred)["rougeL"].fmeasure
 
 
-def _norm_tokens(text: str) -> list[str]:
-    """SQuAD normalisation: lower case, no punctuation, no articles, single spaces."""
-    text = "".join(c for c in text.lower() if c not in set(string.punctuation))
-    return re.sub(r"\b(a|an|the)\b", " ", text).split()
+def normalize_answer(text: str) -> str:
+    """SQuAD normalisation: lower case, punctuation removed, articles removed, whitespace collapsed."""
+    text = "".join(c for c in text.lower() if c not in _PUNCT)
+    return " ".join(_ARTICLES.sub(" ", text).split())
 
 
 def token_f1(pred: str, ref: str) -> float:
-    p, r = _norm_tokens(pred), _norm_tokens(ref)
+    """SQuAD token F1 on normalised tokens; two empty answers agree (1.0), one empty scores 0."""
+    p, r = normalize_answer(pred).split(), normalize_answer(ref).split()
+    if not p or not r:
+        return float(p == r)
     common = sum((Counter(p) & Counter(r)).values())
-    if not p or not r or not common:
+    if common == 0:
         return 0.0
     precision, recall = common / len(p), common / len(r)
     return 2 * precision * recall / (precision + recall)
 
 
-def recall_at_k(retrieved: list[str], gold: list[str]) -> float:
-    return len(set(retrieved) & set(gold)) / len(set(gold)) if gold else float("nan")
+def coverage(answers: list[str]) -> float:
+    """Share of questions that received a non-empty answer."""
+    return sum(bool(a.strip()) for a in answers) / len(answers) if answers else float("nan")
+
+
+def recall_at_k(retrieved: list[str], gold: list[str], k: int | None = None) -> float:
+    """Share of the gold documents among the first ``k`` retrieved (all retrieved when ``k`` is None)."""
+    if not gold:
+        return float("nan")
+    top = retrieved if k is None else retrieved[:k]
+    return len(set(top) & set(gold)) / len(set(gold))
 
 
 def mrr(retrieved: list[str], gold: list[str]) -> float:
-    return next((1.0 / r for r, d in enumerate(retrieved, 1) if d in set(gold)), 0.0)
+    """Reciprocal rank of the first gold document (0 when none was retrieved)."""
+    if not gold:
+        return float("nan")
+    wanted = set(gold)
+    return next((1.0 / rank for rank, d in enumerate(retrieved, 1) if d in wanted), 0.0)
+
+
+def _contains(text: str, word: str) -> bool:
+    return re.search(rf"(?<!\w){re.escape(word)}(?!\w)", text) is not None
 
 
 def new_term_recall(pred: str, ref: str, new_words: list[str]) -> float:
-    """Share of the new words in the reference that the prediction reproduces with exact spelling."""
-    wanted = [w for w in new_words if re.search(rf"\b{re.escape(w)}\b", ref)]
+    """Share of the new words present in ``ref`` that ``pred`` reproduces with exact spelling (case included)."""
+    wanted = [w for w in dict.fromkeys(new_words) if w and _contains(ref, w)]
     if not wanted:
         return float("nan")
-    return sum(bool(re.search(rf"\b{re.escape(w)}\b", pred)) for w in wanted) / len(wanted)
+    return sum(_contains(pred, w) for w in wanted) / len(wanted)
 
 
-def score_prediction(response, reference: dict, trace: dict) -> dict[str, float]:
-    """One prompt: ``response`` (output.Response) against a clinical record with summary/answers/gold_docs."""
+def _mean(values: list[float]) -> float:
+    kept = [v for v in values if not math.isnan(v)]
+    return sum(kept) / len(kept) if kept else float("nan")
+
+
+def score_prediction(response, reference: dict, trace: dict | None = None,
+                     new_words: list[str] | None = None) -> dict[str, float]:
+    """One prompt: ``response`` (``output.Response``) against a clinical record
+    ``{summary, answers, gold_docs?, new_words?}``; ``trace`` is what ``strategies.answer`` returned with it.
+    ``new_words`` stands in when the record has none (e.g. the words file of the data set)."""
+    trace = trace or {}
+    refs = list(reference["answers"])
     answers = [a.answer for a in response.answers]
-    refs = reference["answers"]
-    gold = reference.get("gold_docs") or [[] for _ in refs]
-    words = reference.get("new_words") or []
+    paired = answers[: len(refs)] + [""] * (len(refs) - len(answers))
+    gold = list(reference.get("gold_docs") or [])
+    retrieved = list(trace.get("retrieved") or [a.evidence for a in response.answers])
+    words = reference.get("new_words") or new_words or []
     pred_all = " ".join([response.summary, *answers])
     ref_all = " ".join([reference["summary"], *refs])
-    retrieved = trace.get("retrieved") or [[] for _ in refs]
-    per_q = list(zip(answers, refs, gold, retrieved, strict=False))
-    mean = lambda xs: sum(xs) / len(xs) if xs else float("nan")  # noqa: E731
+    per_q_gold = [(retrieved[i] if i < len(retrieved) else [], g) for i, g in enumerate(gold) if g]
+    if trace.get("retrieval") is False:  # nothing was searched: recall does not apply
+        per_q_gold = []
     return {
         "summary_rougeL": rouge_l(response.summary, reference["summary"]),
-        "answer_rougeL": mean([rouge_l(a, r) for a, r, _, _ in per_q]),
-        "answer_f1": mean([token_f1(a, r) for a, r, _, _ in per_q]),
-        "coverage": mean([1.0 if a.strip() else 0.0 for a, _, _, _ in per_q]),
-        "format_valid": 1.0 if trace.get("format_valid", True) and len(answers) == len(refs) else 0.0,
-        "recall_at_k": mean([recall_at_k(d, g) for _, _, g, d in per_q if g]) if any(gold) else float("nan"),
-        "mrr": mean([mrr(d, g) for _, _, g, d in per_q if g]) if any(gold) else float("nan"),
+        "answer_rougeL": _mean([rouge_l(a, r) for a, r in zip(paired, refs, strict=True)]),
+        "answer_f1": _mean([token_f1(a, r) for a, r in zip(paired, refs, strict=True)]),
+        "coverage": coverage(paired),
+        "format_valid": float(bool(trace.get("format_valid", True)) and len(answers) == len(refs)
+                              and bool(response.summary.strip())),
+        "recall_at_k": _mean([recall_at_k(d, g) for d, g in per_q_gold]) if per_q_gold else float("nan"),
+        "mrr": _mean([mrr(d, g) for d, g in per_q_gold]) if per_q_gold else float("nan"),
         "new_term_recall": new_term_recall(pred_all, ref_all, words),
     }
 
 
 def aggregate(rows: list[dict[str, float]]) -> dict[str, float]:
-    keys = rows[0].keys() if rows else []
-    out = {}
-    for k in keys:
-        vals = [r[k] for r in rows if r[k] == r[k]]  # skip NaN
-        out[k] = sum(vals) / len(vals) if vals else float("nan")
-    return out
+    """Mean of each metric over prompts, NaN skipped (NaN only when no prompt had the metric)."""
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    return {k: _mean([float(r[k]) for r in rows if k in r]) for k in keys}

@@ -1,4 +1,5 @@
-"""Callbacks: new-word perplexity at each validation, per-step history on disk, and a save on SIGTERM/SIGINT."""
+"""Callbacks: new-word perplexity and clinical scores at each validation, per-step history on disk, a save on
+SIGTERM/SIGINT, and fault injection for the resume tests."""
 
 from __future__ import annotations
 
@@ -9,29 +10,50 @@ import signal
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 
-from qwenft.metrics.newword import new_word_nll
+from qwenft.metrics.newword import NewWordPerplexity, new_word_nll
 
 log = logging.getLogger(__name__)
 
 
-class NewWordPerplexity(pl.Callback):
-    """Per-word perplexity of the new words + bits per byte on held-out text (comparable across tokenizers)."""
+class NewWordMetrics(pl.Callback):
+    """Per-word perplexity of the new words + bits per byte on held-out text (comparable across tokenizers).
+
+    Each rank scores its share of the texts and the sums meet in ``NewWordPerplexity`` (a torchmetrics Metric
+    reduced by sum), so DDP neither repeats the work on every rank nor reports a single rank's numbers. A run
+    without a validation split still ends with these numbers: they are computed once at the end of training.
+    """
 
     def __init__(self, texts: list[str], words: list[str], tokenizer, max_texts: int = 32) -> None:
         self.texts, self.words, self.tokenizer = texts[:max_texts], words, tokenizer
+        self.latest: dict[str, float] = {}
 
-    def evaluate(self, module: pl.LightningModule) -> dict[str, float]:
-        stats = new_word_nll(module.model, self.tokenizer, self.texts, self.words)
-        return {"val/new_word_ppl": stats.new_word_ppl, "val/new_word_nll": stats.new_word_nll,
-                "val/bits_per_byte": stats.bits_per_byte}
+    def evaluate(self, trainer: pl.Trainer | None, module: pl.LightningModule) -> dict[str, float]:
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        stats = new_word_nll(module.model, self.tokenizer, self.texts[rank::world], self.words)
+        metric = NewWordPerplexity().to(module.device)
+        metric.update(stats)
+        values = {k: float(v) for k, v in metric.compute().items()}  # synced (summed) across ranks
+        occurrences = float(metric.occurrences) if world == 1 else float(
+            trainer.strategy.reduce(torch.tensor(float(stats.occurrences), device=module.device), reduce_op="sum"))
+        out = {"val/bits_per_byte": values["bits_per_byte"]}
+        if occurrences:  # no new word in the text: a perplexity of exp(0) would be a lie
+            out.update({"val/new_word_ppl": values["new_word_ppl"], "val/new_word_nll": values["new_word_nll"]})
+        return out
 
     def on_validation_epoch_end(self, trainer, module):
         if trainer.sanity_checking or not self.texts:
             return
-        for k, v in self.evaluate(module).items():
-            if not math.isnan(v):
-                module.log(k, v, batch_size=1, sync_dist=False, rank_zero_only=True)
+        self.latest = self.evaluate(trainer, module)
+        for k, v in self.latest.items():
+            module.log(k, v, batch_size=1, sync_dist=False)  # already identical on every rank
+
+    def on_train_end(self, trainer, module):
+        if self.texts and not self.latest:  # no validation ran (no val split, or interval past max_steps)
+            self.latest = self.evaluate(trainer, module)
+            if trainer.logger:
+                trainer.logger.log_metrics(self.latest, step=trainer.global_step)
 
 
 class History(pl.Callback):
@@ -97,3 +119,54 @@ class KillAtStep(pl.Callback):
             import os
 
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+class ClinicalEval(pl.Callback):
+    """Clinical-answer scores (ROUGE-L, F1, new-term recall...) on a few validation prompts at each validation.
+
+    Generation is slow on CPU, hence a small subset (``callbacks.clinical_eval.n_prompts``; 0 = off). The
+    prompts and answers are clinical text: they go to a W&B table only when ``logger.log_text=true``.
+    """
+
+    def __init__(self, records: list[dict], strategy, tokenizer, instruct: bool, max_new_tokens: int = 64,
+                 log_text: bool = False, words: list[str] | None = None) -> None:
+        self.records, self.strategy, self.tokenizer, self.instruct = records, strategy, tokenizer, instruct
+        self.gen, self.log_text, self.words = {"max_new_tokens": max_new_tokens}, log_text, list(words or [])
+
+    def on_validation_epoch_end(self, trainer, module):
+        if trainer.sanity_checking or not self.records or trainer.global_rank != 0:
+            return
+        from qwenft.decomposition.parse import Parsed
+        from qwenft.decomposition.strategies import answer
+        from qwenft.metrics.clinical import aggregate, score_prediction
+
+        scores, samples = [], []
+        for rec in self.records:
+            resp, trace = answer(Parsed(rec["scenario"], rec["questions"]), self.strategy, module.model,
+                                 self.tokenizer, self.instruct, None, gen=self.gen)
+            scores.append(score_prediction(resp, rec, trace, new_words=self.words))
+            samples.append([trainer.global_step, rec["scenario"], resp.to_text()])
+        for k, v in aggregate(scores).items():
+            if not math.isnan(v):
+                module.log(f"val/clinical_{k}", v, batch_size=1, rank_zero_only=True)
+        if self.log_text and isinstance(trainer.logger, pl.loggers.WandbLogger):
+            trainer.logger.log_table("val/clinical_samples", columns=["step", "scenario", "response"], data=samples)
+
+
+def clinical_eval(cfg, val_records: list[dict] | None, tokenizer, instruct: bool,
+                  words: list[str] | None = None) -> ClinicalEval | None:
+    """The callback when asked for, the val split is clinical and ``qwenft.metrics.clinical`` is installed."""
+    n = int(cfg.callbacks.get("clinical_eval", {}).get("n_prompts", 0) or 0)
+    if n <= 0 or not val_records:
+        return None
+    try:
+        import qwenft.metrics.clinical  # noqa: F401
+        from qwenft.decomposition.strategies import Strategy
+    except ImportError:
+        log.warning("callbacks.clinical_eval.n_prompts=%d but qwenft.metrics.clinical is missing: skipped", n)
+        return None
+    from hydra.utils import instantiate
+
+    strategy = instantiate(cfg.decomposition) if cfg.decomposition.get("_target_") else Strategy(cfg.decomposition.name)
+    return ClinicalEval(val_records[:n], strategy, tokenizer, instruct,
+                        int(cfg.callbacks.clinical_eval.get("max_new_tokens", 64)), bool(cfg.logger.log_text), words)

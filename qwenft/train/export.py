@@ -9,11 +9,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from peft import PeftModel
+from peft import PeftModel, PeftType
 
 from qwenft.atomic import atomic_dir
 from qwenft.peft.apply import merged_model
 from qwenft.tokenizer.extend import MANIFEST
+
+
+def _is_lora(model) -> bool:
+    return isinstance(model, PeftModel) and any(c.peft_type == PeftType.LORA for c in model.peft_config.values())
 
 
 def export(model, tokenizer, run_dir: Path, manifest: dict | None, adapter: bool = True) -> dict[str, str]:
@@ -21,7 +25,7 @@ def export(model, tokenizer, run_dir: Path, manifest: dict | None, adapter: bool
     with atomic_dir(run_dir / "tokenizer") as tmp:
         tokenizer.save_pretrained(tmp)
     out["tokenizer"] = str(run_dir / "tokenizer")
-    if adapter and isinstance(model, PeftModel):
+    if adapter and _is_lora(model):  # full FT's trainable-token wrapper alone would be a misleading "adapter"
         with atomic_dir(run_dir / "adapter") as tmp:
             model.save_pretrained(tmp, safe_serialization=True)
         out["adapter"] = str(run_dir / "adapter")

@@ -29,7 +29,10 @@ def backbone_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn
 def label_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
     """Mean next-token cross-entropy over label positions, computing the head only at those positions."""
     backbone, head = backbone_and_head(model)
-    hidden = backbone(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    # packed batches carry position_ids and no attention_mask (see qwenft.data.datamodule); transformers only
+    # reads the restarts as boundaries when there is no KV cache, hence use_cache=False (which training wants anyway)
+    hidden = backbone(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"),
+                      position_ids=batch.get("position_ids"), use_cache=False).last_hidden_state
     targets = batch["labels"][:, 1:]
     keep = targets != IGNORE
     logits = head(hidden[:, :-1][keep])
@@ -38,13 +41,19 @@ def label_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[
 
 
 class QwenFTModule(pl.LightningModule):
+    """Wraps whatever ``apply_peft`` returned; owns the loss, the optimizer groups and what checkpoints carry.
+
+    Checkpoints hold only the trainable parameters (the frozen 0.5B weights come from the model config), plus the
+    tokenizer's sha256 so that a resume with different rows is refused instead of silently misaligned.
+    """
+
     def __init__(self, model: torch.nn.Module, optim_cfg, rows_lr: float, tokenizer_sha256: str) -> None:
         super().__init__()
         self.model = model
         self.optim_cfg = optim_cfg
         self.rows_lr = rows_lr
         self.tokenizer_sha256 = tokenizer_sha256
-        self.train_loader = None  # set by the entry point; told about every trained batch (resumable epochs)
+        self.seen: list[int] = []  # example indices this rank trained on (the DDP test checks they are disjoint)
         self.strict_loading = False  # checkpoints hold only the trainable parameters
         self._t = None
         self._tok_sum, self._time_sum, self._steps_seen = 0, 0.0, 0
@@ -54,15 +63,29 @@ class QwenFTModule(pl.LightningModule):
 
     def training_step(self, batch, batch_idx):
         loss, n = label_loss(self.model, batch)
-        mask = batch["attention_mask"]
+        mask = batch.get("attention_mask")
+        total = batch["input_ids"].numel()
+        self._nonpad = int(mask.sum()) if mask is not None else total  # packed: no padding at all
         self.log("train/loss", loss, prog_bar=True, on_step=True, batch_size=n)
         self.log("train/label_tokens", float(n), on_step=True, reduce_fx="sum", batch_size=1)
-        self.log("train/pad_fraction", 1.0 - float(mask.float().mean()), on_step=True, batch_size=1)
-        self._nonpad = int(mask.sum())
-        if self.train_loader is not None:
+        self.log("train/pad_fraction", 1.0 - self._nonpad / total, on_step=True, batch_size=1)
+        if self._trainer is not None and self.trainer.optimizers:  # in history.jsonl too, not only in the logger
+            for g in self.trainer.optimizers[0].param_groups:
+                if g.get("name") in ("body", "rows"):
+                    self.log(f"train/lr_{g['name']}", g["lr"], on_step=True, batch_size=1)
+        if "index" in batch:
+            self.seen += batch["index"].tolist()
+        datamodule = self._trainer.datamodule if self._trainer is not None else None
+        if datamodule is not None and hasattr(datamodule, "step_done"):
             # here, not in on_train_batch_end: checkpoint callbacks run before the module's batch-end hook
-            self.train_loader.step_done()
+            datamodule.step_done()
         return loss
+
+    @property
+    def train_loader(self):
+        """The loader this rank trains from (benchmarks take a real batch from it)."""
+        datamodule = self._trainer.datamodule if self._trainer is not None else None
+        return getattr(datamodule, "train_loader", None)
 
     def on_train_batch_start(self, batch, batch_idx):
         self._t = time.perf_counter()

@@ -1,0 +1,82 @@
+"""A knowledge base read from JSONL (``id``, ``text``, optional ``title``), with the file hash that keys caches.
+
+Indexes are cached on disk under the KB file's sha256, so an edited knowledge base can never be served from a
+stale index, and an unchanged one is indexed once whatever path it is read from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from qwenft.errors import DataError
+
+
+@dataclass
+class KnowledgeBase:
+    docs: list[dict]
+    path: str
+    sha256: str
+
+    def __post_init__(self) -> None:
+        self._by_id = {d["id"]: d for d in self.docs}
+
+    def __len__(self) -> int:
+        return len(self.docs)
+
+    def ids(self) -> list[str]:
+        return [d["id"] for d in self.docs]
+
+    def doc(self, doc_id: str) -> dict:
+        return self._by_id[doc_id]
+
+    def index_text(self, doc: dict) -> str:
+        """What gets indexed: the title (often the very term asked about) and the text."""
+        return f"{doc['title']}. {doc['text']}" if doc.get("title") else doc["text"]
+
+    def passage(self, doc_id: str) -> str:
+        """What the model reads for a retrieved document."""
+        return self.index_text(self._by_id[doc_id])
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_kb(path: str | Path) -> KnowledgeBase:
+    """Every line validated up front; problems are ``DataError``s naming the line."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise DataError(str(path), None, "knowledge base not found")
+    docs, seen = [], set()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise DataError(str(path), None, f"not UTF-8 (byte {err.start})") from None
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(str(path), n, f"malformed JSON: {err.msg}") from None
+        if not isinstance(row, dict) or not isinstance(row.get("id"), str | int) or isinstance(row.get("id"), bool):
+            raise DataError(str(path), n, "each line needs an 'id' (string or integer)")
+        if not isinstance(row.get("text"), str) or not row["text"].strip():
+            raise DataError(str(path), n, "each line needs a non-empty string 'text'")
+        if row.get("title") is not None and not isinstance(row["title"], str):
+            raise DataError(str(path), n, "'title' must be a string when present")
+        doc = {"id": str(row["id"]), "text": row["text"], "title": row.get("title") or ""}
+        if doc["id"] in seen:
+            raise DataError(str(path), n, f"duplicate id {doc['id']!r}")
+        seen.add(doc["id"])
+        docs.append(doc)
+    if not docs:
+        raise DataError(str(path), None, "no documents")
+    return KnowledgeBase(docs, str(path), file_sha256(path))
