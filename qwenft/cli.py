@@ -56,10 +56,15 @@ def main(argv: list[str] | None = None) -> None:
     target = importlib.import_module(module_name).run
 
     def run(cfg):  # noqa: ANN001 - Hydra passes a DictConfig
+        from hydra.errors import InstantiationException
+
         try:
             return target(cfg)
-        except UserError as err:
-            print(f"error: {err}", file=sys.stderr)
+        except (UserError, InstantiationException) as err:
+            cause = err if isinstance(err, UserError) else err.__cause__  # hydra wraps a target's own errors
+            if not isinstance(cause, UserError):
+                raise
+            print(f"error: {cause}", file=sys.stderr)
             raise SystemExit(2) from None
 
     app = hydra.main(config_path=str(conf_dir()), config_name=config_name, version_base="1.3")(run)

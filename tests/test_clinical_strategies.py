@@ -246,3 +246,19 @@ def test_prompt_sources_in_order(tmp_path, monkeypatch):
     (tmp_path / "bad.txt").write_bytes(b"\xff\xfe")
     with pytest.raises(UserError, match="bad.txt: not UTF-8"):
         read_prompt(OmegaConf.create({"prompt": None, "prompt_file": str(tmp_path / "bad.txt")}))
+
+
+@pytest.mark.parametrize("what,content,expected", [
+    ("data_path", '{"scenario": "A man has a cough.", "questions": ["Why?"], "summary": "s", "answers": ["a"]}\n'
+                  '{"scenario": "A woman", "questions": \n', "bad.jsonl:2"),
+    ("data_path", "", "bad.jsonl"),
+    ("retrieval.kb_path", '{"id": "d1", "text": "ok"}\n{"id": "d2"}\n', "bad.jsonl:2"),
+])
+def test_evaluate_input_errors_name_file_and_line_before_the_model_loads(tmp_path, what, content, expected):
+    (tmp_path / "bad.jsonl").write_text(content, encoding="utf-8")
+    out = _cli("evaluate", "model=offline", "model.cache_dir=/nonexistent", f"{what}={tmp_path}/bad.jsonl",
+               "n_prompts=1", f"out={tmp_path}/out", cwd=tmp_path)
+    # model=offline with a missing cache would fail differently: the input error must come first
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert expected in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1

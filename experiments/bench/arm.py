@@ -52,7 +52,8 @@ def qwenft_arm(model: str, steps: int, out_dir: str) -> dict:
     step = _flops_per_step(module)
     words, _ = read_words_file(DEMO_DIR / "words.txt")
     q = new_word_nll(module.model, handles["tokenizer"], heldout(), words)
-    return {"tokens_per_s": metrics["train/avg_tokens_per_s"], "val_new_word_ppl": q.new_word_ppl,
+    return {"tokens_per_s": metrics["train/avg_tokens_per_s"], "pad_fraction": metrics["train/pad_fraction"],
+            "val_new_word_ppl": q.new_word_ppl,
             "val_bits_per_byte": q.bits_per_byte, **step}
 
 
@@ -96,7 +97,8 @@ def baseline_arm(model: str, steps: int, out_dir: str) -> dict:
     m, tok, stats = run_baseline(model_dir, demo_examples("train"), words, steps, BATCH, MAX_LEN, LR, True,
                                  out_dir)
     q = new_word_nll(m, tok, heldout(), words)
-    return {"tokens_per_s": stats["tokens_per_s"], "val_new_word_ppl": q.new_word_ppl,
+    return {"tokens_per_s": stats["tokens_per_s"], "pad_fraction": stats["pad_fraction"],
+            "val_new_word_ppl": q.new_word_ppl,
             "val_bits_per_byte": q.bits_per_byte}
 
 

@@ -74,18 +74,20 @@ def run_baseline(
         lr_scheduler_type="cosine", warmup_steps=max(1, steps // 10), dataloader_num_workers=0,
     )
     clock = _Clock()
-    nonpad = {"tokens": 0}
+    nonpad = {"tokens": 0, "slots": 0}
     trainer = Trainer(model=model, args=args, train_dataset=ds, data_collator=collator, callbacks=[clock])
     original = trainer.training_step
 
     def counting_step(model, inputs, *a, **kw):  # noqa: ANN001
         if clock.start is not None:
             nonpad["tokens"] += int(inputs["attention_mask"].sum())
+            nonpad["slots"] += inputs["attention_mask"].numel()
         return original(model, inputs, *a, **kw)
 
     trainer.training_step = counting_step
     trainer.train()
     elapsed = time.perf_counter() - (clock.start or time.perf_counter())
     stats = {"timed_steps": clock.steps, "seconds": elapsed, "nonpad_tokens": nonpad["tokens"],
-             "tokens_per_s": nonpad["tokens"] / elapsed if elapsed else float("nan")}
+             "tokens_per_s": nonpad["tokens"] / elapsed if elapsed else float("nan"),
+             "pad_fraction": 1 - nonpad["tokens"] / max(nonpad["slots"], 1)}
     return model, tokenizer, stats

@@ -4,7 +4,7 @@ Arms run in separate processes (so peak RSS is each arm's own), alternating on t
 invocation. Prints a markdown table and writes it to experiments/bench/RESULTS.md with the command, machine
 and date.
 
-    python -m experiments.bench.run [--models tiny offline] [--steps-tiny 30] [--steps-offline 12]
+    python -m experiments.bench.run [--models tiny offline] [--steps-tiny 30] [--steps-offline 12]\n        [--latency-tokens 32]
 """
 
 from __future__ import annotations
@@ -30,11 +30,32 @@ def arm(name: str, model: str, steps: int) -> dict:
         return json.loads(Path(f.name).read_text())
 
 
+def latency(model: str, new_tokens: int) -> dict:
+    with tempfile.NamedTemporaryFile(suffix=".json") as f:
+        subprocess.run([sys.executable, "-m", "experiments.bench.latency", model, f.name, "--new-tokens",
+                        str(new_tokens)], check=True, stdout=subprocess.DEVNULL)
+        return json.loads(Path(f.name).read_text())
+
+
+def latency_rows(lat: dict) -> list[str]:
+    m, n, k = lat["model"], lat["questions"], lat["new_tokens"]
+    return [
+        f"| {m}: clinical latency, {n} questions + summary batched / one answer alone | {lat['batched_s']:.2f} / "
+        f"{lat['single_s']:.2f} s = **{lat['batched_s'] / lat['single_s']:.2f}×** | ≤ 1.5× | {k} new tokens "
+        "per text, greedy, KV cache |",
+        f"| {m}: the same {n + 1} prompts one call each / batched | {lat['sequential_s']:.2f} / "
+        f"{lat['batched_s']:.2f} s = {lat['sequential_s'] / lat['batched_s']:.2f}× | | what batching saves |",
+        f"| {m}: `none` (whole prompt, {(n + 1) * k} new tokens) / batched | {lat['none_s']:.2f} / "
+        f"{lat['batched_s']:.2f} s = {lat['none_s'] / lat['batched_s']:.2f}× | | |",
+    ]
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--models", nargs="+", default=["tiny", "offline"])
     p.add_argument("--steps-tiny", type=int, default=30)
     p.add_argument("--steps-offline", type=int, default=12)
+    p.add_argument("--latency-tokens", type=int, default=32)
     args = p.parse_args()
     peak_bf16, peak_fp32 = matmul_peak(torch.bfloat16), matmul_peak(torch.float32)
     rows = [f"| matmul peak (torch) | bf16 {peak_bf16 / 1e9:.0f} GFLOP/s, fp32 {peak_fp32 / 1e9:.0f} GFLOP/s | | |"]
@@ -46,7 +67,8 @@ def main() -> None:
         util = q["flops_per_step"] / q["step_seconds"] / peak_bf16
         rows += [
             f"| {model}: non-pad tokens/s, qwenft / baseline | {q['tokens_per_s']:.0f} / {b['tokens_per_s']:.0f} "
-            f"= **{q['tokens_per_s'] / b['tokens_per_s']:.2f}×** | ≥ 2× | {steps} steps each |",
+            f"= **{q['tokens_per_s'] / b['tokens_per_s']:.2f}×** | ≥ 2× | {steps} steps each; pad fraction "
+            f"{q['pad_fraction']:.2f} vs {b['pad_fraction']:.2f} |",
             f"| {model}: peak RSS, qwenft / baseline | {q['peak_rss_mb']:.0f} / {b['peak_rss_mb']:.0f} MB "
             f"= **{q['peak_rss_mb'] / b['peak_rss_mb']:.2f}×** | ≤ 1× | |",
             f"| {model}: val new-word ppl after {steps} steps, qwenft vs baseline | {q['val_new_word_ppl']:.3g} vs "
@@ -55,6 +77,9 @@ def main() -> None:
             f"| {model}: hardware utilisation of a qwenft step (counted FLOPs / time / bf16 peak) | "
             f"{q['flops_per_step'] / 1e12:.2f} TFLOP in {q['step_seconds']:.2f} s = **{100 * util:.0f} %** | ≥ 50 % | |",
         ]
+        lat = latency(model, args.latency_tokens)
+        raw[model]["latency"] = lat
+        rows += latency_rows(lat)
     table = "| measure | result | target | note |\n|---|---|---|---|\n" + "\n".join(rows) + "\n"
     stamp = (f"{datetime.date.today()} on {platform.machine()} ({torch.get_num_threads()} threads), torch "
              f"{torch.__version__}; command: `python -m experiments.bench.run {' '.join(sys.argv[1:])}`")

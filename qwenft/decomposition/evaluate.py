@@ -148,8 +148,8 @@ def run(cfg: DictConfig) -> dict:
         from qwenft.tokenizer.extend import read_words_file
 
         new_words = read_words_file(cfg.words_file)[0]
+    retriever = instantiate(cfg.retrieval)  # a bad knowledge base fails before the model loads
     loaded = instantiate(cfg.model)
-    retriever = instantiate(cfg.retrieval)
     gen = OmegaConf.to_container(cfg.generation, resolve=True)
     rows, predictions = evaluate(records, strategies, loaded, retriever, int(cfg.k), budgets, gen, new_words)
     table = markdown_table(rows)
