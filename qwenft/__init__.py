@@ -9,12 +9,17 @@ def _register_config_schemas() -> None:
 
     from omegaconf import OmegaConf
 
+    from qwenft.hardware import cpu_precision, native_bf16
     from qwenft.tokenizer.schema import register
 
     register()
     demo = Path(__file__).resolve().parent / "resources" / "demo"
     if not OmegaConf.has_resolver("demo"):  # ${demo:words.txt}: a file of the bundled demo set
         OmegaConf.register_new_resolver("demo", lambda name: str(demo / name))
+    if not OmegaConf.has_resolver("cpu_precision"):  # ${cpu_precision:}: bf16-mixed only where the CPU has bf16
+        OmegaConf.register_new_resolver("cpu_precision", cpu_precision, use_cache=True)
+    if not OmegaConf.has_resolver("native_bf16"):
+        OmegaConf.register_new_resolver("native_bf16", native_bf16, use_cache=True)
 
 
 _register_config_schemas()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -168,6 +169,7 @@ def test_cli_run_writes_outputs_that_reload(tmp_path):
     assert [h["step"] for h in history if "val/loss" in h] == [2, 4]
     info = json.loads((run / "run_info.json").read_text())
     assert info["packages"]["torch"].startswith("2.13") and len(info["data_sha256"]["train"]) == 64
+    assert info["machine"]["precision"] == "32-true" and info["machine"]["cores"] == os.cpu_count()
     assert (run / "checkpoints" / "last.ckpt").exists() and (run / "adapter" / "adapter_config.json").exists()
     manifest = json.loads((run / "merged" / "qwenft_vocab.json").read_text())  # reload: tests/test_export.py
     tok = AutoTokenizer.from_pretrained(run / "merged")

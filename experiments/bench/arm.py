@@ -17,6 +17,7 @@ import torch
 from qwenft.data.datamodule import DEMO_DIR
 from qwenft.data.io import load_records
 from qwenft.decomposition.training import to_training_examples
+from qwenft.hardware import native_bf16
 from qwenft.metrics.newword import new_word_nll
 from qwenft.tokenizer.extend import read_words_file
 
@@ -58,7 +59,7 @@ def qwenft_arm(model: str, steps: int, out_dir: str) -> dict:
 
 
 def _flops_per_step(module) -> dict:  # noqa: ANN001
-    """FLOPs of one real forward+backward on a training batch, and its wall time (bf16 autocast)."""
+    """FLOPs of one real forward+backward on a training batch, and its wall time (at the trainer's precision)."""
     from experiments.bench.peak import step_flops
     from qwenft.train.module import label_loss
 
@@ -66,7 +67,7 @@ def _flops_per_step(module) -> dict:  # noqa: ANN001
     batch.pop("index")
 
     def step():
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=native_bf16()):
             loss, _ = label_loss(module.model, batch)
         loss.backward()
 
@@ -94,7 +95,7 @@ def baseline_arm(model: str, steps: int, out_dir: str) -> dict:
         cache = Path(os.environ.get("QWENFT_CACHE", "~/.cache/qwenft")).expanduser()
         model_dir = str(cache / "offline-qwen2.5-coder-0.5b-instruct")
     words, _ = read_words_file(DEMO_DIR / "words.txt")
-    m, tok, stats = run_baseline(model_dir, demo_examples("train"), words, steps, BATCH, MAX_LEN, LR, True,
+    m, tok, stats = run_baseline(model_dir, demo_examples("train"), words, steps, BATCH, MAX_LEN, LR, native_bf16(),
                                  out_dir)
     q = new_word_nll(m, tok, heldout(), words)
     return {"tokens_per_s": stats["tokens_per_s"], "pad_fraction": stats["pad_fraction"],

@@ -24,6 +24,7 @@ from qwenft.data.datamodule import DEMO_DIR
 from qwenft.data.io import load_records
 from qwenft.decomposition.generate import generate_batch
 from qwenft.decomposition.templates import question_prompt, summary_prompt, whole_prompt
+from qwenft.hardware import native_bf16
 
 N_QUESTIONS = 4
 
@@ -65,7 +66,7 @@ def measure(model: str, new_tokens: int = 32, repeats: int = 3) -> dict:
 
     def gen(ps: list[str], n: int = new_tokens) -> list[str]:
         m.generation_config.min_new_tokens = n
-        return generate_batch(m, tok, ps, instruct, max_new_tokens=n)
+        return generate_batch(m, tok, ps, instruct, max_new_tokens=n, bf16=native_bf16())
 
     t = {
         "single": median_seconds(lambda: gen(prompts[1:2]), repeats),

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from experiments.bench.peak import matmul_peak
+from qwenft.hardware import native_bf16
 
 
 def arm(name: str, model: str, steps: int) -> dict:
@@ -60,11 +61,12 @@ def main() -> None:
     peak_bf16, peak_fp32 = matmul_peak(torch.bfloat16), matmul_peak(torch.float32)
     rows = [f"| matmul peak (torch) | bf16 {peak_bf16 / 1e9:.0f} GFLOP/s, fp32 {peak_fp32 / 1e9:.0f} GFLOP/s | | |"]
     raw = {}
+    dtype, peak = ("bf16", peak_bf16) if native_bf16() else ("fp32", peak_fp32)  # what train and the baseline use
     for model in args.models:
         steps = args.steps_tiny if model == "tiny" else args.steps_offline
         b, q = arm("baseline", model, steps), arm("qwenft", model, steps)
         raw[model] = {"baseline": b, "qwenft": q}
-        util = q["flops_per_step"] / q["step_seconds"] / peak_bf16
+        util = q["flops_per_step"] / q["step_seconds"] / peak
         rows += [
             f"| {model}: non-pad tokens/s, qwenft / baseline | {q['tokens_per_s']:.0f} / {b['tokens_per_s']:.0f} "
             f"= **{q['tokens_per_s'] / b['tokens_per_s']:.2f}×** | ≥ 2× | {steps} steps each; pad fraction "
@@ -74,7 +76,7 @@ def main() -> None:
             f"| {model}: val new-word ppl after {steps} steps, qwenft vs baseline | {q['val_new_word_ppl']:.3g} vs "
             f"{b['val_new_word_ppl']:.3g} | qwenft lower | bits/byte {q['val_bits_per_byte']:.3f} vs "
             f"{b['val_bits_per_byte']:.3f} |",
-            f"| {model}: hardware utilisation of a qwenft step (counted FLOPs / time / bf16 peak) | "
+            f"| {model}: hardware utilisation of a qwenft step (counted FLOPs / time / {dtype} peak) | "
             f"{q['flops_per_step'] / 1e12:.2f} TFLOP in {q['step_seconds']:.2f} s = **{100 * util:.0f} %** | ≥ 50 % | |",
         ]
         lat = latency(model, args.latency_tokens)

@@ -18,6 +18,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig
 
 from qwenft.errors import UserError
+from qwenft.hardware import native_bf16
 
 log = logging.getLogger(__name__)
 PACKAGES = ("torch", "transformers", "peft", "pytorch-lightning", "hydra-core", "tokenizers", "datasets", "wandb",
@@ -60,7 +61,18 @@ def package_versions() -> dict[str, str]:
 
 def run_info(cfg: DictConfig, data_hashes: dict[str, str]) -> dict:
     return {"git_commit": git_commit(), "git_dirty": git_dirty(), "python": platform.python_version(),
-            "packages": package_versions(), "data_sha256": data_hashes, "seed": cfg.seed}
+            "packages": package_versions(), "data_sha256": data_hashes, "seed": cfg.seed,
+            # timings are only comparable between runs on the same kind of CPU at the same precision
+            "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "native_bf16": native_bf16(),
+                        "precision": str(cfg.trainer.get("precision"))}}
+
+
+def cpu_model() -> str:
+    path = Path("/proc/cpuinfo")
+    for line in path.read_text().splitlines() if path.exists() else []:
+        if line.startswith("model name"):
+            return line.partition(":")[2].strip()
+    return platform.processor() or platform.machine()
 
 
 def make_logger(cfg: DictConfig, run_dir: Path):
