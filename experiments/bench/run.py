@@ -22,6 +22,7 @@ import torch
 
 from experiments.bench.peak import matmul_peak
 from qwenft.hardware import native_bf16
+from qwenft.train.runinfo import cpu_model
 
 
 def arm(name: str, model: str, steps: int) -> dict:
@@ -83,7 +84,8 @@ def main() -> None:
         raw[model]["latency"] = lat
         rows += latency_rows(lat)
     table = "| measure | result | target | note |\n|---|---|---|---|\n" + "\n".join(rows) + "\n"
-    stamp = (f"{datetime.date.today()} on {platform.machine()} ({torch.get_num_threads()} threads), torch "
+    stamp = (f"{datetime.date.today()} on {cpu_model()} ({platform.machine()}, {torch.get_num_threads()} threads, "
+             f"both arms in {dtype}), torch "
              f"{torch.__version__}; command: `python -m experiments.bench.run {' '.join(sys.argv[1:])}`")
     print(table + "\n" + stamp)
     out = Path(__file__).with_name("RESULTS.md")
