@@ -3,9 +3,10 @@
 The naive recipe -- LoRA on q/v after ``resize_token_embeddings`` -- never updates the new rows: they stay at
 their initial value for the whole run (``trainable_rows=frozen`` keeps that recipe for ablations). The default
 ``new_rows`` trains only the new rows of the input embeddings and, when the head is untied, of the output
-matrix, through PEFT's trainable tokens: every old row stays bit-identical and no second copy of the
-136M-parameter matrix is made. With tied embeddings ``ensure_weight_tying`` makes the head follow the input
-rows, so a merged, reloaded model stays tied and keeps its trained rows.
+matrix, through PEFT's trainable tokens (with a forward that touches only those rows:
+``qwenft.peft.sparse_rows``): every old row stays bit-identical and no second copy of the 136M-parameter matrix
+is made. With tied embeddings ``ensure_weight_tying`` makes the head follow the input rows, so a merged,
+reloaded model stays tied and keeps its trained rows.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from peft import LoraConfig, PeftModel, TrainableTokensConfig, get_peft_model
 from transformers import PreTrainedModel
 
 from qwenft.errors import UserError
+from qwenft.peft.sparse_rows import use_row_sparse_forward
 from qwenft.tokenizer.init import embeddings_tied
 
 log = logging.getLogger(__name__)
@@ -73,7 +75,7 @@ def apply_peft(
             task_type="CAUSAL_LM",
             **kwargs,
         )
-        return get_peft_model(model, config)
+        return use_row_sparse_forward(get_peft_model(model, config))
     if spec.method != "full":
         raise UserError(f"peft.method={spec.method!r}: choose lora or full")
     if trainable_rows == "new_rows":
@@ -84,7 +86,7 @@ def apply_peft(
         for name, p in peft_model.named_parameters():
             if not any(m in name for m in ("embed_tokens", "lm_head")):
                 p.requires_grad_(True)
-        return peft_model
+        return use_row_sparse_forward(peft_model)
     for name, p in model.named_parameters():
         is_rows = any(m in name for m in ("embed_tokens", "lm_head"))
         p.requires_grad_(trainable_rows == "all" or not is_rows)
