@@ -23,6 +23,7 @@ def test_measure_on_tiny_counts_generate_calls(monkeypatch):
     monkeypatch.setattr(latency, "generate_batch", counting)
     result = latency.measure("tiny", new_tokens=2, repeats=1)
     n = latency.N_QUESTIONS + 1
-    # warm-up + 1 timed run per arm: single [1], batched [n], sequential [1]*n, none [1]
-    assert calls == [1, 1, n, n] + [1] * (2 * n) + [1, 1]
-    assert all(result[f"{k}_s"] > 0 for k in ("single", "batched", "sequential", "none"))
+    # warm-up + 1 timed run per arm: single [1], batched [n], unshared [n], sequential [1]*n, none [1]
+    assert calls == [1, 1, n, n, n, n] + [1] * (2 * n) + [1, 1]
+    assert all(result[f"{k}_s"] > 0 for k in ("single", "batched", "unshared", "step1", f"step{n}", "sequential",
+                                              "none"))

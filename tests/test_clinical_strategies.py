@@ -18,7 +18,7 @@ import qwenft  # noqa: F401 - ${demo:} resolver
 import qwenft.decomposition.strategies as strategies_mod
 from qwenft.cli import conf_dir
 from qwenft.data.datamodule import DEMO_DIR
-from qwenft.decomposition.generate import generate_batch
+from qwenft.decomposition.generate import MIN_SHARED_PREFIX, generate_batch, shared_prefix_length
 from qwenft.decomposition.parse import Parsed, parse_prompt
 from qwenft.decomposition.strategies import (
     HyDE,
@@ -148,6 +148,38 @@ def test_batched_generation_equals_one_at_a_time(loaded):
         loaded.model.train(training)
         base = generate_batch(loaded.model, loaded.tokenizer, prompts, False, max_new_tokens=3, bf16=True)
         assert len(base) == 2 and loaded.model.training is training  # base template, bf16 autocast
+
+
+def test_shared_scenario_is_prefilled_once_and_answers_are_unchanged(loaded):
+    """Summary + question prompts of one vignette share chat header + scenario: that prefix is embedded once for
+    the batch, and every row still generates exactly what it generates alone."""
+    from qwenft.data.format import prompt_ids
+    from qwenft.decomposition.templates import question_prompt, summary_prompt
+
+    prompts = [summary_prompt(REC["scenario"]), *(question_prompt(REC["scenario"], q) for q in REC["questions"])]
+    seqs = [prompt_ids(loaded.tokenizer, [{"role": "user", "content": p}], True) for p in prompts]
+    shared = shared_prefix_length(seqs)
+    assert shared >= MIN_SHARED_PREFIX and all(len(s) > shared for s in seqs)
+    embedded: list[int] = []
+    hook = loaded.model.get_input_embeddings().register_forward_hook(
+        lambda _m, args, _out: embedded.append(args[0].numel()))
+    try:
+        batched = generate_batch(loaded.model, loaded.tokenizer, prompts, True, max_new_tokens=6, bf16=False)
+        prefill_tokens = embedded[0] + embedded[1]  # the shared prefix, then every row's own tokens
+        single = [generate_batch(loaded.model, loaded.tokenizer, [p], True, max_new_tokens=6, bf16=False)[0]
+                  for p in prompts]
+    finally:
+        hook.remove()
+    width = max(len(s) - shared for s in seqs)
+    assert embedded[0] == shared and prefill_tokens == shared + len(seqs) * width < sum(map(len, seqs))
+    assert batched == single and all(batched)
+
+
+def test_shared_prefix_length_leaves_every_row_a_token():
+    assert shared_prefix_length([[1, 2, 3], [1, 2, 3]]) == 2  # identical prompts: the last token is still each row's
+    assert shared_prefix_length([[1, 2, 3, 4], [1, 2, 5]]) == 2
+    assert shared_prefix_length([[7], [7, 8]]) == 0
+    assert shared_prefix_length([[1, 2], [3, 2]]) == 0
 
 
 def test_training_examples_match_inference_prompts(loaded, monkeypatch):

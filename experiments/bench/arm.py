@@ -1,6 +1,10 @@
 """One benchmark arm in its own process (so its peak RSS is its own): prints one JSON line of stats.
 
-    python -m experiments.bench.arm {qwenft|baseline} {tiny|offline} STEPS OUT_JSON
+    python -m experiments.bench.arm {qwenft|qwenft_qv|baseline} {tiny|offline} STEPS OUT_JSON
+
+``qwenft`` is the demo as shipped (LoRA r=16 on all seven projections + the new rows); ``qwenft_qv`` is the same
+pipeline with the baseline's adapter (LoRA r=8 on q_proj/v_proj, + the new rows), which separates what the
+pipeline saves from what training more adapter parameters costs.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from qwenft.metrics.newword import new_word_nll
 from qwenft.tokenizer.extend import read_words_file
 
 BATCH, MAX_LEN, LR = 8, 192, 3e-4
+BASELINE_LORA = ("peft.target_modules=[q_proj,v_proj]", "peft.r=8", "peft.alpha=16")  # = baseline_recipe's
 
 
 def demo_examples(split: str) -> list[dict]:
@@ -34,7 +39,9 @@ def heldout() -> list[str]:
     return ["\n".join([r["scenario"], r["summary"], *r["answers"]]) for r in recs]
 
 
-def qwenft_arm(model: str, steps: int, out_dir: str) -> dict:
+def qwenft_train(model: str, steps: int, out_dir: str, extra: tuple[str, ...] = ()) -> tuple[dict, dict]:
+    """The demo experiment at the bench's batch/length/lr, no logging or export (+ ``extra`` Hydra overrides, for
+    ablations) -> (metrics, handles)."""
     from hydra import compose, initialize_config_dir
 
     from qwenft.cli import conf_dir
@@ -44,32 +51,49 @@ def qwenft_arm(model: str, steps: int, out_dir: str) -> dict:
                  f"trainer.max_steps={steps}", "trainer.val_check_interval=100000", "validate_before=false",
                  f"data.batch_size={BATCH}", f"data.max_length={MAX_LEN}", f"optim.lr={LR}", "export.enabled=false",
                  "callbacks.new_word_ppl=false", f"callbacks.checkpoint_every={10 * steps}",
-                 f"paths.output_dir={out_dir}"]
+                 f"paths.output_dir={out_dir}", *extra]
     with initialize_config_dir(str(conf_dir()), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     handles: dict = {}
-    metrics = train(cfg, run_dir=out_dir, handles=handles)
+    return train(cfg, run_dir=out_dir, handles=handles), handles
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def qwenft_arm(model: str, steps: int, out_dir: str, extra: tuple[str, ...] = ()) -> dict:
+    metrics, handles = qwenft_train(model, steps, out_dir, extra)
+    train_rss = peak_rss_mb()  # before the measurements below, which the baseline arm does not run
     module = handles["module"]
     step = _flops_per_step(module)
     words, _ = read_words_file(DEMO_DIR / "words.txt")
     q = new_word_nll(module.model, handles["tokenizer"], heldout(), words)
     return {"tokens_per_s": metrics["train/avg_tokens_per_s"], "pad_fraction": metrics["train/pad_fraction"],
-            "val_new_word_ppl": q.new_word_ppl,
-            "val_bits_per_byte": q.bits_per_byte, **step}
+            "val_new_word_ppl": q.new_word_ppl, "val_bits_per_byte": q.bits_per_byte,
+            "train_peak_rss_mb": train_rss, **step}
 
 
-def _flops_per_step(module) -> dict:  # noqa: ANN001
-    """FLOPs of one real forward+backward on a training batch, and its wall time (at the trainer's precision)."""
-    from experiments.bench.peak import step_flops
+def training_step(module) -> tuple[dict, object]:  # noqa: ANN001
+    """(a training batch, a closure running one forward+backward on it as the trainer does)."""
     from qwenft.train.module import label_loss
 
     batch = next(iter(module.train_loader))
     batch.pop("index")
 
-    def step():
+    def step() -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=native_bf16()):
             loss, _ = label_loss(module.model, batch)
         loss.backward()
+
+    return batch, step
+
+
+def _flops_per_step(module) -> dict:  # noqa: ANN001
+    """FLOPs of one real forward+backward on a training batch, and its wall time (at the trainer's precision)."""
+    from experiments.bench.peak import step_flops
+
+    batch, step = training_step(module)
 
     step()  # warm-up
     t = time.perf_counter()
@@ -99,8 +123,9 @@ def baseline_arm(model: str, steps: int, out_dir: str) -> dict:
                                  out_dir)
     q = new_word_nll(m, tok, heldout(), words)
     return {"tokens_per_s": stats["tokens_per_s"], "pad_fraction": stats["pad_fraction"],
-            "val_new_word_ppl": q.new_word_ppl,
-            "val_bits_per_byte": q.bits_per_byte}
+            "val_new_word_ppl": q.new_word_ppl, "val_bits_per_byte": q.bits_per_byte,
+            "train_peak_rss_mb": stats["train_peak_rss_mb"], "flops_per_step": stats["flops_per_step"],
+            "step_nonpad_tokens": stats["step_nonpad_tokens"]}
 
 
 def main() -> None:
@@ -108,9 +133,12 @@ def main() -> None:
     torch.manual_seed(0)
     t = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        stats = (qwenft_arm if arm == "qwenft" else baseline_arm)(model, steps, tmp)
+        if arm == "baseline":
+            stats = baseline_arm(model, steps, tmp)
+        else:
+            stats = qwenft_arm(model, steps, tmp, BASELINE_LORA if arm == "qwenft_qv" else ())
     stats.update(arm=arm, model=model, steps=steps, wall_s=time.perf_counter() - t,
-                 peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+                 peak_rss_mb=peak_rss_mb())
     Path(out).write_text(json.dumps(stats))
     print(json.dumps(stats))
 

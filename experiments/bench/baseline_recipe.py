@@ -10,6 +10,7 @@ as the recipe does; its new rows never receive gradients.
 
 from __future__ import annotations
 
+import resource
 import time
 
 import torch
@@ -87,7 +88,25 @@ def run_baseline(
     trainer.training_step = counting_step
     trainer.train()
     elapsed = time.perf_counter() - (clock.start or time.perf_counter())
+    train_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the FLOP count below
     stats = {"timed_steps": clock.steps, "seconds": elapsed, "nonpad_tokens": nonpad["tokens"],
              "tokens_per_s": nonpad["tokens"] / elapsed if elapsed else float("nan"),
-             "pad_fraction": 1 - nonpad["tokens"] / max(nonpad["slots"], 1)}
+             "pad_fraction": 1 - nonpad["tokens"] / max(nonpad["slots"], 1), "train_peak_rss_mb": train_rss,
+             **_step_flops(trainer)}
     return model, tokenizer, stats
+
+
+def _step_flops(trainer: Trainer) -> dict:
+    """FLOPs of one of its training batches (forward + backward, as ``Trainer`` runs it), for work per token."""
+    from experiments.bench.peak import step_flops
+
+    inputs = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    trainer.model.train()
+
+    def step() -> None:
+        with trainer.compute_loss_context_manager():
+            trainer.compute_loss(trainer.model, inputs).backward()
+
+    flops = step_flops(step)
+    trainer.model.zero_grad(set_to_none=True)
+    return {"flops_per_step": flops, "step_nonpad_tokens": int(inputs["attention_mask"].sum())}

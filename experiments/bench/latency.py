@@ -2,10 +2,14 @@
 
     python -m experiments.bench.latency {tiny|offline} OUT_JSON [--new-tokens 32] [--repeats 3]
 
-- ``batched``: the ``decomposition`` strategy as shipped, summary + 4 sub-questions in ONE ``generate`` call;
+- ``batched``: the ``decomposition`` strategy as shipped, summary + 4 sub-questions in ONE ``generate`` call,
+  their shared prefix (chat header + scenario) prefilled once;
+- ``unshared``: the same call with every row prefilled in full (what the shared prefix saves);
 - ``sequential``: the same 5 prompts, one ``generate`` call each (what a naive loop does);
 - ``none``: the whole prompt in, the whole response out (one call, a token budget of 5 texts);
-- ``single``: one sub-question alone: the unit the target is stated in (batched <= 1.5x single).
+- ``single``: one sub-question alone: the unit the target is stated in (batched <= 1.5x single);
+- ``step1`` / ``step5``: one forward of one new token at batch 1 and at batch 5 -- the floor under
+  batched/single once prefill is shared, since every decode step of the batch costs a batch-5 step.
 
 Every text is generated to exactly ``new_tokens`` tokens (EOS is suppressed via ``min_new_tokens``), so the
 arms differ only in how the work is batched, not in how early a model happens to stop. Retrieval is off: this
@@ -20,6 +24,9 @@ import statistics
 import time
 from pathlib import Path
 
+import torch
+
+import qwenft.decomposition.generate as generate_mod
 from qwenft.data.datamodule import DEMO_DIR
 from qwenft.data.io import load_records
 from qwenft.decomposition.generate import generate_batch
@@ -68,9 +75,24 @@ def measure(model: str, new_tokens: int = 32, repeats: int = 3) -> dict:
         m.generation_config.min_new_tokens = n
         return generate_batch(m, tok, ps, instruct, max_new_tokens=n, bf16=native_bf16())
 
+    def unshared() -> list[str]:
+        shared_min, generate_mod.MIN_SHARED_PREFIX = generate_mod.MIN_SHARED_PREFIX, 1 << 30
+        try:
+            return gen(prompts)
+        finally:
+            generate_mod.MIN_SHARED_PREFIX = shared_min
+
+    @torch.inference_mode()
+    def step(batch: int) -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=native_bf16()):
+            m(input_ids=torch.full((batch, 1), tok.pad_token_id), logits_to_keep=1)
+
     t = {
         "single": median_seconds(lambda: gen(prompts[1:2]), repeats),
         "batched": median_seconds(lambda: gen(prompts), repeats),
+        "unshared": median_seconds(unshared, repeats),
+        "step1": median_seconds(lambda: step(1), repeats),
+        f"step{len(prompts)}": median_seconds(lambda: step(len(prompts)), repeats),
         "sequential": median_seconds(lambda: [gen([p]) for p in prompts], repeats),
         "none": median_seconds(lambda: gen([whole], new_tokens * len(prompts)), repeats),
     }

@@ -4,6 +4,11 @@ A prompt of n questions needs n answers and a summary; generating them one call 
 n+1 times per new token, batched once per token. Sequences are left-padded (so every row's next token sits in the
 last column) with an attention mask, and ``generate`` keeps its KV cache. Instruct models read the chat
 template, base models the plain template of ``qwenft.data.format`` -- the same formatting training uses.
+
+The n+1 prompts of one scenario share their first tokens (chat header + scenario), and prefilling that prefix
+n+1 times is work that grows with the scenario. When the rows share at least ``MIN_SHARED_PREFIX`` tokens, it is run
+once, its KV cache repeated across the batch, and each row continues as ``[prefix][pad...][own tokens]`` (pads
+masked, positions from the mask, so every row sees exactly what it would see alone).
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from dataclasses import dataclass
 import torch
 
 from qwenft.data.format import prompt_ids
+
+MIN_SHARED_PREFIX = 16  # below this the extra forward call is not worth making
 
 
 @dataclass
@@ -43,6 +50,23 @@ def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
     return ids, mask
 
 
+def shared_prefix_length(seqs: list[list[int]]) -> int:
+    """Tokens every sequence starts with, leaving each at least one token of its own (its first logits)."""
+    n = min(map(len, seqs)) - 1
+    for i in range(max(n, 0)):
+        if any(s[i] != seqs[0][i] for s in seqs[1:]):
+            return i
+    return max(n, 0)
+
+
+def prefix_then_left_pad(seqs: list[list[int]], shared: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[prefix][pad...][rest]`` per row: the prefix columns line up with one cached prefill, the rests are
+    right-aligned so every row's next token still sits in the last column."""
+    ids, mask = left_pad([s[shared:] for s in seqs], pad_id)
+    prefix = torch.tensor(seqs[0][:shared], dtype=torch.long).expand(len(seqs), shared)
+    return torch.cat([prefix, ids], 1), torch.cat([torch.ones_like(prefix), mask], 1)
+
+
 def stop_ids(tokenizer) -> list[int]:
     """Both end markers: an Instruct model ends a turn with ``<|im_end|>``, a base model with ``<|endoftext|>``."""
     ids = [tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")]
@@ -57,7 +81,11 @@ def generate_batch(model, tokenizer, prompts: list[str], instruct: bool, max_new
     if not prompts:
         return []
     seqs = [prompt_ids(tokenizer, [{"role": "user", "content": p}], instruct) for p in prompts]
-    ids, mask = left_pad(seqs, tokenizer.pad_token_id)
+    shared = shared_prefix_length(seqs) if len(seqs) > 1 else 0
+    if shared >= MIN_SHARED_PREFIX:
+        ids, mask = prefix_then_left_pad(seqs, shared, tokenizer.pad_token_id)
+    else:
+        shared, (ids, mask) = 0, left_pad(seqs, tokenizer.pad_token_id)
     device = next(model.parameters()).device
     ids, mask = ids.to(device), mask.to(device)
     kwargs: dict = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, pad_token_id=tokenizer.pad_token_id,
@@ -71,6 +99,10 @@ def generate_batch(model, tokenizer, prompts: list[str], instruct: bool, max_new
     model.eval()
     try:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cpu"):
+            if shared:  # one prefill of the common prefix, its cache shared by every row
+                cache = model(input_ids=ids[:1, :shared], use_cache=True).cache
+                cache.batch_repeat_interleave(len(seqs))
+                kwargs["cache"] = cache
             out = model.generate(input_ids=ids, attention_mask=mask, **kwargs)
     finally:
         model.train(was_training)

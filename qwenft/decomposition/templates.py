@@ -23,20 +23,26 @@ def _reference(context: str) -> str:
     return f"Reference:\n{context}\n\n" if context else ""
 
 
+def _scene(scenario: str) -> str:
+    return f"Scenario: {scenario}\n\n" if scenario else ""
+
+
 def question_prompt(scenario: str, question: str, context: str = "") -> str:
-    """One sub-question, answered with the scenario (and retrieved passages, if any) as context."""
-    scene = f"Scenario: {scenario}\n\n" if scenario else ""
-    return f"{_reference(context)}{scene}Question: {question}\n{QUESTION_INSTRUCTION}"
+    """One sub-question, answered with the scenario (and retrieved passages, if any) as context.
+
+    The scenario comes first: it is what the summary and every sub-question of a prompt share, so a batch of
+    them shares its longest token prefix and ``generate.py`` prefills it once; passages differ per question."""
+    return f"{_scene(scenario)}{_reference(context)}Question: {question}\n{QUESTION_INSTRUCTION}"
 
 
 def summary_prompt(scenario: str) -> str:
-    return f"Scenario: {scenario}\n\n{SUMMARY_INSTRUCTION}"
+    return f"{_scene(scenario)}{SUMMARY_INSTRUCTION}"
 
 
 def whole_prompt(scenario: str, questions: list[str], context: str = "") -> str:
     """The ``none`` strategy's single prompt: the questions renumbered 1..n whatever their original format."""
     qs = "\n".join(f"{i}. {q}" for i, q in enumerate(questions, 1))
-    return f"{_reference(context)}Scenario: {scenario}\n\nQuestions:\n{qs}\n\n{WHOLE_INSTRUCTION}"
+    return f"{_scene(scenario)}{_reference(context)}Questions:\n{qs}\n\n{WHOLE_INSTRUCTION}"
 
 
 def render_response(summary: str, answers: list[str]) -> str:
