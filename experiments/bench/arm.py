@@ -10,7 +10,6 @@ pipeline saves from what training more adapter parameters costs.
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import tempfile
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from experiments.bench.peak import peak_rss_mb, step_flops
 from qwenft.data.datamodule import DEMO_DIR
 from qwenft.data.io import load_records
 from qwenft.decomposition.training import to_training_examples
@@ -26,7 +26,14 @@ from qwenft.metrics.newword import new_word_nll
 from qwenft.tokenizer.extend import read_words_file
 
 BATCH, MAX_LEN, LR = 8, 192, 3e-4
-BASELINE_LORA = ("peft.target_modules=[q_proj,v_proj]", "peft.r=8", "peft.alpha=16")  # = baseline_recipe's
+
+
+def baseline_lora() -> tuple[str, ...]:
+    """The baseline recipe's adapter as qwenft overrides (imported late: Trainer stays out of the qwenft arms)."""
+    from experiments.bench.baseline_recipe import LORA
+
+    return (f"peft.target_modules=[{','.join(LORA['target_modules'])}]", f"peft.r={LORA['r']}",
+            f"peft.alpha={LORA['lora_alpha']}")
 
 
 def demo_examples(split: str) -> list[dict]:
@@ -58,10 +65,6 @@ def qwenft_train(model: str, steps: int, out_dir: str, extra: tuple[str, ...] = 
     return train(cfg, run_dir=out_dir, handles=handles), handles
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def qwenft_arm(model: str, steps: int, out_dir: str, extra: tuple[str, ...] = ()) -> dict:
     metrics, handles = qwenft_train(model, steps, out_dir, extra)
     train_rss = peak_rss_mb()  # before the measurements below, which the baseline arm does not run
@@ -91,8 +94,6 @@ def training_step(module) -> tuple[dict, object]:  # noqa: ANN001
 
 def _flops_per_step(module) -> dict:  # noqa: ANN001
     """FLOPs of one real forward+backward on a training batch, and its wall time (at the trainer's precision)."""
-    from experiments.bench.peak import step_flops
-
     batch, step = training_step(module)
 
     step()  # warm-up
@@ -136,7 +137,7 @@ def main() -> None:
         if arm == "baseline":
             stats = baseline_arm(model, steps, tmp)
         else:
-            stats = qwenft_arm(model, steps, tmp, BASELINE_LORA if arm == "qwenft_qv" else ())
+            stats = qwenft_arm(model, steps, tmp, baseline_lora() if arm == "qwenft_qv" else ())
     stats.update(arm=arm, model=model, steps=steps, wall_s=time.perf_counter() - t,
                  peak_rss_mb=peak_rss_mb())
     Path(out).write_text(json.dumps(stats))

@@ -10,7 +10,6 @@ as the recipe does; its new rows never receive gradients.
 
 from __future__ import annotations
 
-import resource
 import time
 
 import torch
@@ -24,6 +23,10 @@ from transformers import (
     TrainerCallback,
     TrainingArguments,
 )
+
+from experiments.bench.peak import peak_rss_mb, step_flops
+
+LORA = {"r": 8, "lora_alpha": 16, "target_modules": ["q_proj", "v_proj"]}  # the recipe's adapter
 
 
 class _Clock(TrainerCallback):
@@ -67,8 +70,7 @@ def run_baseline(
         remove_columns=["prompt", "completion"],
     )
     collator = DataCollatorForLanguageModeling(tokenizer, mlm=False)
-    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"],
-                                             task_type="CAUSAL_LM"))
+    model = get_peft_model(model, LoraConfig(**LORA, task_type="CAUSAL_LM"))
     args = TrainingArguments(
         output_dir=out_dir, max_steps=steps, per_device_train_batch_size=batch_size, learning_rate=lr,
         bf16=bf16, use_cpu=True, report_to=[], save_strategy="no", logging_steps=max(steps, 1), seed=seed,
@@ -88,7 +90,7 @@ def run_baseline(
     trainer.training_step = counting_step
     trainer.train()
     elapsed = time.perf_counter() - (clock.start or time.perf_counter())
-    train_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the FLOP count below
+    train_rss = peak_rss_mb()  # before the FLOP count below
     stats = {"timed_steps": clock.steps, "seconds": elapsed, "nonpad_tokens": nonpad["tokens"],
              "tokens_per_s": nonpad["tokens"] / elapsed if elapsed else float("nan"),
              "pad_fraction": 1 - nonpad["tokens"] / max(nonpad["slots"], 1), "train_peak_rss_mb": train_rss,
@@ -98,8 +100,6 @@ def run_baseline(
 
 def _step_flops(trainer: Trainer) -> dict:
     """FLOPs of one of its training batches (forward + backward, as ``Trainer`` runs it), for work per token."""
-    from experiments.bench.peak import step_flops
-
     inputs = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
     trainer.model.train()
 

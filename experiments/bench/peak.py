@@ -7,6 +7,7 @@ LoRA's skipped weight gradients and the head computed only at label positions ar
 
 from __future__ import annotations
 
+import resource
 import time
 from collections.abc import Callable
 
@@ -26,6 +27,11 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
         dt = (time.perf_counter() - t) / 3
         best = max(best, 2 * n**3 / dt)
     return best
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def step_flops(step: Callable[[], None]) -> int:
