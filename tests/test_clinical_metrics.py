@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from qwenft.decomposition.output import Answer, Response
+from qwenft.clinical.output import Answer, Response
 from qwenft.metrics.clinical import (
     aggregate,
     coverage,

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from qwenft.decomposition.output import Answer, Response, parse_response
-from qwenft.decomposition.parse import EmptyPromptError, parse_prompt
+from qwenft.clinical.output import Answer, Response, parse_response
+from qwenft.clinical.parse import EmptyPromptError, parse_prompt
 from qwenft.errors import UserError
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

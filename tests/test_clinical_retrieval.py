@@ -9,7 +9,7 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from qwenft.cli import conf_dir
+from qwenft.config import conf_dir
 from qwenft.data.datamodule import DEMO_DIR
 from qwenft.errors import DataError
 from qwenft.retrieval.bm25 import BM25Retriever

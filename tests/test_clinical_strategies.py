@@ -15,19 +15,19 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 import qwenft  # noqa: F401 - ${demo:} resolver
-import qwenft.decomposition.strategies as strategies_mod
-from qwenft.cli import conf_dir
-from qwenft.data.datamodule import DEMO_DIR
-from qwenft.decomposition.generate import MIN_SHARED_PREFIX, generate_batch, shared_prefix_length
-from qwenft.decomposition.parse import Parsed, parse_prompt
-from qwenft.decomposition.strategies import (
+import qwenft.clinical.strategies as strategies_mod
+from qwenft.clinical.generate import MIN_SHARED_PREFIX, generate_batch, shared_prefix_length
+from qwenft.clinical.parse import Parsed, parse_prompt
+from qwenft.clinical.strategies import (
     HyDE,
     MultiQuery,
     StepBack,
     answer,
     docs_per_query,
 )
-from qwenft.decomposition.training import to_training_examples
+from qwenft.config import conf_dir
+from qwenft.data.datamodule import DEMO_DIR
+from qwenft.data.decompose import to_training_examples
 from qwenft.errors import UserError
 from qwenft.model.sources import tiny
 from qwenft.retrieval.bm25 import BM25Retriever
@@ -36,12 +36,12 @@ from qwenft.retrieval.fusion import interleave, rrf
 RECORDS = [json.loads(line) for line in (DEMO_DIR / "test.jsonl").read_text().splitlines()]
 REC = next(r for r in RECORDS if len(r["questions"]) >= 3)
 PROMPT = REC["scenario"] + "\n" + "\n".join(f"{i}. {q}" for i, q in enumerate(REC["questions"], 1))
-NAMES = ["none", "decomposition", "multi_query", "rag_fusion", "step_back", "hyde"]
+NAMES = ["whole_prompt", "decomposition", "multi_query", "rag_fusion", "step_back", "hyde"]
 GEN = {"max_new_tokens": 3, "bf16": False}
 
 
 def load(name: str):
-    strategy = instantiate(OmegaConf.load(conf_dir() / "decomposition" / f"{name}.yaml"))
+    strategy = instantiate(OmegaConf.load(conf_dir() / "strategy" / f"{name}.yaml"))
     # short rewrites keep the test fast; everything else exactly as configured
     return dataclasses.replace(strategy, rewrite_max_new_tokens=8) if strategy.rewrite_prompt else strategy
 
@@ -73,14 +73,14 @@ def test_strategy_retrieval_path(loaded, kb, name, monkeypatch):
     assert [a.question for a in resp.answers] == REC["questions"]
     assert [a.evidence for a in resp.answers] == trace["retrieved"]
     assert all(len(ids) <= 2 and set(ids) <= set(kb.kb.ids()) for ids in trace["retrieved"])
-    rewriting = name not in ("none", "decomposition")
+    rewriting = name not in ("whole_prompt", "decomposition")
     assert len(shapes) == trace["generate_calls"] == (2 if rewriting else 1)  # one batched call per stage
-    assert shapes[-1][0] == (1 if name == "none" else n + 1)  # the summary + every answer in ONE call
+    assert shapes[-1][0] == (1 if name == "whole_prompt" else n + 1)  # the summary + every answer in ONE call
     if rewriting:
         assert shapes[0][0] == n and len(trace["rewrites"]) == n  # every question's rewrite in ONE call
         assert all(trace["rewrites"])  # this model writes something, so the rewrites are really used
     # exactly the recorded queries were searched, each for k documents
-    if name == "none":
+    if name == "whole_prompt":
         assert searched == [(trace["queries"][0][0], 2)]
         assert all(q in searched[0][0] for q in REC["questions"]) and REC["scenario"] in searched[0][0]
         assert trace["retrieved"] == [real_search(searched[0][0], 2)] * n
@@ -130,7 +130,7 @@ def test_budgets_give_the_whole_prompt_k_or_k_times_n(loaded, kb):
     assert docs_per_query("per_prompt", 2, n, False) == 2  # k for each of n questions = k x n per prompt
     with pytest.raises(UserError):
         docs_per_query("per_token", 2, n, True)
-    _, whole = answer(parsed, load("none"), loaded.model, loaded.tokenizer, True, kb, k=1, budget="per_prompt",
+    _, whole = answer(parsed, load("whole_prompt"), loaded.model, loaded.tokenizer, True, kb, k=1, budget="per_prompt",
                       gen={"max_new_tokens": 1, "bf16": False})
     assert len(whole["retrieved"][0]) == n  # the demo KB has enough matching documents
     _, split = answer(parsed, load("decomposition"), loaded.model, loaded.tokenizer, True, kb, k=1,
@@ -154,7 +154,7 @@ def test_shared_scenario_is_prefilled_once_and_answers_are_unchanged(loaded):
     """Summary + question prompts of one vignette share chat header + scenario: that prefix is embedded once for
     the batch, and every row still generates exactly what it generates alone."""
     from qwenft.data.format import prompt_ids
-    from qwenft.decomposition.templates import question_prompt, summary_prompt
+    from qwenft.data.prompts import question_prompt, summary_prompt
 
     prompts = [summary_prompt(REC["scenario"]), *(question_prompt(REC["scenario"], q) for q in REC["questions"])]
     seqs = [prompt_ids(loaded.tokenizer, [{"role": "user", "content": p}], True) for p in prompts]
@@ -187,12 +187,12 @@ def test_training_examples_match_inference_prompts(loaded, monkeypatch):
     real = strategies_mod.generate_batch
     monkeypatch.setattr(strategies_mod, "generate_batch", lambda *a, **kw: seen.extend(a[2]) or real(*a, **kw))
     parsed = Parsed(REC["scenario"], REC["questions"])
-    for name in ("none", "decomposition"):
+    for name in ("whole_prompt", "decomposition"):
         seen.clear()
         answer(parsed, load(name), loaded.model, loaded.tokenizer, True, None, gen={"max_new_tokens": 1, "bf16": False})
         examples = to_training_examples(REC, name)
         assert [e["prompt"] for e in examples] == seen, name
-    whole, split = to_training_examples(REC, "none"), to_training_examples(REC, "hyde")
+    whole, split = to_training_examples(REC, "whole_prompt"), to_training_examples(REC, "hyde")
     assert whole[0]["completion"] == "\n".join(
         [f"Summary: {REC['summary']}", *(f"{i}. {a}" for i, a in enumerate(REC["answers"], 1))])
     assert [e["completion"] for e in split] == [REC["summary"], *REC["answers"]]
@@ -203,7 +203,7 @@ def test_training_examples_match_inference_prompts(loaded, monkeypatch):
     with pytest.raises(ValueError, match="unknown decomposition strategy"):
         to_training_examples(REC, "telepathy")
     with pytest.raises(ValueError, match="pair up"):
-        to_training_examples({**REC, "answers": REC["answers"][:1]}, "none")
+        to_training_examples({**REC, "answers": REC["answers"][:1]}, "whole_prompt")
 
 
 def _cli(*args: str, stdin: str | None = None, cwd, env_extra: dict | None = None) -> subprocess.CompletedProcess:
@@ -221,7 +221,7 @@ def test_answer_cli_end_to_end(tmp_path):
     assert set(data) == {"summary", "answers"} and all(a["evidence"] == [] for a in data["answers"])
 
     (tmp_path / "p.txt").write_text("A woman has a rash. What is the cause? What is the treatment?")
-    out = _cli("answer", "model=tiny", "model.tie_word_embeddings=false", "decomposition=hyde", "retrieval=bm25",
+    out = _cli("answer", "model=tiny", "model.tie_word_embeddings=false", "strategy=hyde", "retrieval=bm25",
                "output=text", "k=1",
                f"prompt_file={tmp_path}/p.txt", "generation.max_new_tokens=2", "generation.bf16=false", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -236,23 +236,23 @@ def test_answer_cli_end_to_end(tmp_path):
 
 
 def test_evaluate_writes_one_table_and_keeps_text_out_of_wandb(tmp_path, monkeypatch):
-    from qwenft.decomposition.evaluate import run
+    from qwenft.commands.evaluate import run
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     with initialize_config_dir(str(conf_dir()), version_base="1.3"):
         cfg = compose("evaluate", overrides=[
-            "model=tiny", "n_prompts=2", "strategies=[none,decomposition,rag_fusion]", "k=1",
+            "model=tiny", "n_prompts=2", "strategies=[whole_prompt,decomposition,rag_fusion]", "k=1",
             "generation.max_new_tokens=2", "generation.bf16=false", f"out={tmp_path}/run", "logger=wandb",
-            f"retrieval.cache_dir={tmp_path}/bm25", "decomposition=rag_fusion", "decomposition.rewrite_max_new_tokens=2",
+            f"retrieval.cache_dir={tmp_path}/bm25", "strategy=rag_fusion", "strategy.rewrite_max_new_tokens=2",
         ])
     result = run(cfg)
     rows = result["rows"]
     assert [(r["strategy"], r["budget"]) for r in rows] == [
-        (s, b) for s in ("none", "decomposition", "rag_fusion") for b in ("per_question", "per_prompt")]
+        (s, b) for s in ("whole_prompt", "decomposition", "rag_fusion") for b in ("per_question", "per_prompt")]
     by = {(r["strategy"], r["budget"]): r for r in rows}
-    assert by[("none", "per_prompt")]["same_as"] is None  # the baseline really re-runs with k x n documents
-    assert by[("none", "per_prompt")]["docs_per_prompt"] > by[("none", "per_question")]["docs_per_prompt"]
+    assert by[("whole_prompt", "per_prompt")]["same_as"] is None  # the baseline really re-runs with k x n documents
+    assert by[("whole_prompt", "per_prompt")]["docs_per_prompt"] > by[("whole_prompt", "per_question")]["docs_per_prompt"]
     assert by[("decomposition", "per_prompt")]["same_as"] == "per_question"
     assert by[("rag_fusion", "per_question")]["generate_calls"] == 2.0
     table = (tmp_path / "run" / "table.md").read_text()
@@ -268,7 +268,7 @@ def test_evaluate_writes_one_table_and_keeps_text_out_of_wandb(tmp_path, monkeyp
 def test_prompt_sources_in_order(tmp_path, monkeypatch):
     import io
 
-    from qwenft.decomposition.answer import read_prompt
+    from qwenft.clinical.answer import read_prompt
 
     (tmp_path / "p.txt").write_text("from a file", encoding="utf-8")
     monkeypatch.setattr(sys, "stdin", io.StringIO("from stdin"))

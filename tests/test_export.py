@@ -9,10 +9,10 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from qwenft.adapters.apply import PeftSpec, apply_peft, param_groups
 from qwenft.data.datamodule import collate
 from qwenft.data.format import encode_example
 from qwenft.model.sources import tiny
-from qwenft.peft.apply import PeftSpec, apply_peft, param_groups
 from qwenft.tokenizer.extend import extend_model
 from qwenft.train.export import export
 from qwenft.train.module import label_loss

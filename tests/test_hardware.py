@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hydra import compose, initialize_config_dir
 
-from qwenft.cli import conf_dir
+from qwenft.config import conf_dir
 from qwenft.hardware import cpu_flags, cpu_precision, native_bf16
 
 # Abridged from two real /proc/cpuinfo files: a Sapphire Rapids Xeon (AMX) and an Ice Lake Xeon (none).

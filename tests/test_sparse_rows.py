@@ -6,9 +6,9 @@ import pytest
 import torch
 from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
 
+from qwenft.adapters.apply import PeftSpec, apply_peft
+from qwenft.adapters.sparse_rows import RowSparseTrainableTokens
 from qwenft.model.sources import tiny
-from qwenft.peft.apply import PeftSpec, apply_peft
-from qwenft.peft.sparse_rows import RowSparseTrainableTokens
 from qwenft.tokenizer.extend import extend_model
 
 TEXT = ["The patient took neurogenix for mediventricular pain.", "No new word in this one at all, none."]

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 
 import qwenft  # noqa: F401 - config schemas and resolvers
-from qwenft.cli import conf_dir
+from qwenft.config import conf_dir
 
-SWEEPS = sorted((Path(__file__).resolve().parents[1] / "experiments" / "sweeps").glob("*.yaml"))
+SWEEPS = sorted((conf_dir() / "hparams_search" / "wandb").glob("*.yaml"))
+assert SWEEPS, "no W&B sweep YAMLs found"
 
 
 def samples(param: dict) -> list:
@@ -43,4 +43,4 @@ def test_optuna_search_space_composes():
         cfg = compose("train", overrides=["hparams_search=newword_optuna", "experiment=demo"],
                       return_hydra_config=True)
     assert cfg.hydra.sweeper.direction == "minimize" and "peft.r" in cfg.hydra.sweeper.params
-    assert cfg.objective == "val/new_word_ppl"
+    assert cfg.objective == "val/new_word_nll"

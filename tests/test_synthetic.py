@@ -11,9 +11,9 @@ import sys
 import pytest
 
 from qwenft.data.datamodule import DEMO_DIR
+from qwenft.data.decompose import to_training_examples
 from qwenft.data.io import load_records
 from qwenft.data.synthetic import build_world, entities, write_world
-from qwenft.decomposition.training import to_training_examples
 from qwenft.model.qwen_tokenizer import qwen25_tokenizer
 from qwenft.tokenizer.extend import read_words_file
 

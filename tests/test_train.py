@@ -42,7 +42,7 @@ def test_label_only_logits_give_the_hf_loss():
                                                (False, "full", "new_rows"), (True, "lora", "all")])
 def test_label_only_logits_give_the_hf_loss_through_peft_wrappers(demo_words, tied, method, rows):
     """LoRA + trainable-token rows, full FT, tied and untied heads: the wrapped lm_head is used, not bypassed."""
-    from qwenft.peft.apply import PeftSpec, apply_peft
+    from qwenft.adapters.apply import PeftSpec, apply_peft
     from qwenft.tokenizer.extend import extend_model
 
     loaded = tiny(tie_word_embeddings=tied)
@@ -160,7 +160,7 @@ def test_overlong_examples_are_counted_truncated_or_dropped(tmp_path):
 def test_cli_run_writes_outputs_that_reload(tmp_path):
     run = tmp_path / "run"
     out = qwenft("train", *TINY, "data.packing=true", "trainer.max_steps=4", "trainer.val_check_interval=2",
-                 "callbacks.checkpoint_every=2", f"hydra.run.dir={run}", cwd=tmp_path)
+                 "callbacks.last_checkpoint.every_n_train_steps=2", f"hydra.run.dir={run}", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["global_step"] == 4 and "val/new_word_ppl" in metrics and "train/tokens_per_s" in metrics
@@ -186,11 +186,12 @@ def _final(run):
 
 @pytest.mark.slow  # several CLI runs: over a minute on 2 CPU cores
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
-    args = [*TINY, "trainer.max_steps=6", "trainer.val_check_interval=100", "callbacks.checkpoint_every=3",
+    args = [*TINY, "trainer.max_steps=6", "trainer.val_check_interval=100", "callbacks.last_checkpoint.every_n_train_steps=3",
             "peft.dropout=0.1"]
     a = qwenft("train", *args, f"hydra.run.dir={tmp_path}/a", cwd=tmp_path)
     assert a.returncode == 0, a.stderr[-3000:]
-    killed = qwenft("train", *args, f"hydra.run.dir={tmp_path}/b", cwd=tmp_path, env={"QWENFT_KILL_AT_STEP": "4"})
+    killed = qwenft("train", *args, "+callbacks.kill._target_=hooks.KillAtStep", "+callbacks.kill.step=4",
+                    f"hydra.run.dir={tmp_path}/b", cwd=tmp_path)
     assert killed.returncode == -9 and not (tmp_path / "b" / "metrics.json").exists()
     resumed = qwenft("train", *args, "ckpt_path=last", f"hydra.run.dir={tmp_path}/b", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -214,7 +215,7 @@ def test_same_seed_same_loss_curve(tmp_path):
 
 @pytest.mark.slow  # several CLI runs: over a minute on 2 CPU cores
 def test_resume_with_another_tokenizer_is_refused(tmp_path):
-    args = [*TINY, "trainer.max_steps=2", "callbacks.checkpoint_every=2"]
+    args = [*TINY, "trainer.max_steps=2", "callbacks.last_checkpoint.every_n_train_steps=2"]
     assert qwenft("train", *args, f"hydra.run.dir={tmp_path}/a", cwd=tmp_path).returncode == 0
     out = qwenft("train", *args[:-1], "tokenizer.words_file=null", "tokenizer.words=[neurogenix]",
                  "trainer.max_steps=4", "ckpt_path=last", f"hydra.run.dir={tmp_path}/a", cwd=tmp_path)
@@ -259,7 +260,7 @@ def test_sigterm_saves_a_checkpoint_and_stops_cleanly(tmp_path):
     run = tmp_path / "r"
     proc = subprocess.Popen(
         [sys.executable, "-m", "qwenft.cli", "train", *TINY, "trainer.max_steps=100000", "trainer.log_every_n_steps=1",
-         "trainer.val_check_interval=100000", "callbacks.checkpoint_every=100000", f"hydra.run.dir={run}"],
+         "trainer.val_check_interval=100000", "callbacks.last_checkpoint.every_n_train_steps=100000", f"hydra.run.dir={run}"],
         cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while time.time() < deadline and not ((run / "history.jsonl").exists() and "train/loss" in (run / "history.jsonl").read_text()):
@@ -273,12 +274,12 @@ def test_sigterm_saves_a_checkpoint_and_stops_cleanly(tmp_path):
 
 
 def test_python_entry_point_trains_n_steps_and_scores_clinical_answers(tmp_path):
-    from qwenft.train.run import train_steps
+    from qwenft.train.loop import train_steps
 
     overrides = [o for o in TINY if not o.startswith("logger=")] + [
         "logger=none", "export.enabled=false", "trainer.val_check_interval=2", "data.max_val_examples=4",
-        "callbacks.clinical_eval.n_prompts=1", "callbacks.clinical_eval.max_new_tokens=4",
-        "trainer.gradient_checkpointing=true"]
+        "callbacks.clinical_eval.n_prompts=1", "callbacks.clinical_eval.generation.max_new_tokens=4",
+        "gradient_checkpointing=true"]
     stats = train_steps(overrides, steps=2, run_dir=tmp_path)
     assert stats["global_step"] == 2 and stats["train/avg_tokens_per_s"] > 0
     assert 0 <= stats["train/pad_fraction"] < 1 and stats["train/lr_body"] > 0
@@ -288,7 +289,7 @@ def test_python_entry_point_trains_n_steps_and_scores_clinical_answers(tmp_path)
 
 def test_ckpt_path_last_resolves_to_the_run_dir_or_says_how(tmp_path):
     from qwenft.errors import UserError
-    from qwenft.train.run import resolve_ckpt
+    from qwenft.train.loop import resolve_ckpt
 
     ckpt = tmp_path / "old" / "checkpoints" / "last.ckpt"
     with pytest.raises(UserError, match="run_dir= or hydra.run.dir="):
@@ -312,7 +313,7 @@ def test_rank_loaders_are_disjoint_and_cover_the_epoch():
 def test_prompt_completion_files_without_val_still_report_new_words(tmp_path):
     """Generic files (``data=files``): no val split means no validation, but the run still ends with new-word
     numbers (computed once at the end on the training text) and the pad fraction of its epoch."""
-    from qwenft.train.run import train_steps
+    from qwenft.train.loop import train_steps
 
     words = ["neurogenix", "flyrcrark"]
     rows = [{"prompt": f"What is item {i}?", "completion": f"Item {i} is {words[i % 2]}, given {'twice ' * (i % 5)}daily."}

@@ -6,8 +6,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from qwenft.adapters.apply import PeftSpec, apply_peft, merged_model, param_groups
 from qwenft.model.sources import tiny
-from qwenft.peft.apply import PeftSpec, apply_peft, merged_model, param_groups
 from qwenft.tokenizer.extend import extend_model
 
 TEXT = ["The patient took neurogenix for mediventricular pain.", "Neurogenix was stopped; mediventricular fibrosis"]

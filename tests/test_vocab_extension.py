@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 
 from qwenft.errors import UserError
 from qwenft.model.qwen_tokenizer import qwen25_tokenizer
+from qwenft.model.rows import ensure_rows
 from qwenft.model.sources import tiny
 from qwenft.tokenizer.extend import extend_model
-from qwenft.tokenizer.init import ensure_rows
 from qwenft.tokenizer.vocab import extend_tokenizer, normalise_words
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

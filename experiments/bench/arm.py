@@ -19,8 +19,8 @@ import torch
 
 from experiments.bench.peak import peak_rss_mb, step_flops
 from qwenft.data.datamodule import DEMO_DIR
+from qwenft.data.decompose import to_training_examples
 from qwenft.data.io import load_records
-from qwenft.decomposition.training import to_training_examples
 from qwenft.hardware import native_bf16
 from qwenft.metrics.newword import new_word_nll
 from qwenft.tokenizer.extend import read_words_file
@@ -49,18 +49,14 @@ def heldout() -> list[str]:
 def qwenft_train(model: str, steps: int, out_dir: str, extra: tuple[str, ...] = ()) -> tuple[dict, dict]:
     """The demo experiment at the bench's batch/length/lr, no logging or export (+ ``extra`` Hydra overrides, for
     ablations) -> (metrics, handles)."""
-    from hydra import compose, initialize_config_dir
+    from qwenft.config import compose
+    from qwenft.train.loop import train
 
-    from qwenft.cli import conf_dir
-    from qwenft.train.run import train
-
-    overrides = ["experiment=demo", f"model={model}", "logger=none", "callbacks.progress_bar=false",
+    overrides = ["experiment=demo", f"model={model}", "logger=none", "callbacks=none",
                  f"trainer.max_steps={steps}", "trainer.val_check_interval=100000", "validate_before=false",
                  f"data.batch_size={BATCH}", f"data.max_length={MAX_LEN}", f"optim.lr={LR}", "export.enabled=false",
-                 "callbacks.new_word_ppl=false", f"callbacks.checkpoint_every={10 * steps}",
                  f"paths.output_dir={out_dir}", *extra]
-    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
-        cfg = compose("train", overrides=overrides)
+    cfg = compose("train", overrides)
     handles: dict = {}
     return train(cfg, run_dir=out_dir, handles=handles), handles
 

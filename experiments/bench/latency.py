@@ -26,11 +26,11 @@ from pathlib import Path
 
 import torch
 
-import qwenft.decomposition.generate as generate_mod
+import qwenft.clinical.generate as generate_mod
+from qwenft.clinical.generate import generate_batch
 from qwenft.data.datamodule import DEMO_DIR
 from qwenft.data.io import load_records
-from qwenft.decomposition.generate import generate_batch
-from qwenft.decomposition.templates import question_prompt, summary_prompt, whole_prompt
+from qwenft.data.prompts import question_prompt, summary_prompt, whole_prompt
 from qwenft.hardware import native_bf16
 
 N_QUESTIONS = 4
@@ -45,14 +45,11 @@ def prompt_set() -> tuple[list[str], str]:
 
 
 def load(model: str):  # noqa: ANN201 - Loaded
-    from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
-    from qwenft.cli import conf_dir
+    from qwenft.config import compose
 
-    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
-        cfg = compose("answer", overrides=[f"model={model}"])
-    return instantiate(cfg.model)
+    return instantiate(compose("answer", [f"model={model}"]).model)
 
 
 def median_seconds(fn, repeats: int) -> float:  # noqa: ANN001

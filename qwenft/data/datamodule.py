@@ -71,7 +71,7 @@ def load_splits(data_cfg) -> dict[str, LoadResult]:
 
 def _records_to_examples(result: LoadResult, strategy: str) -> tuple[list[dict], list[str]]:
     if result.schema == "clinical":
-        from qwenft.decomposition.training import to_training_examples
+        from qwenft.data.decompose import to_training_examples
 
         examples, texts = [], []
         for r in result.records:
@@ -230,9 +230,13 @@ class TrainData(pl.LightningDataModule):
     """
 
     def __init__(self, train: Prepared, val: Prepared | None, *, batch_size: int, pad_id: int, seed: int,
-                 packing: bool = False, max_val_examples: int | None = None) -> None:
+                 packing: bool = False, max_val_examples: int | None = None,
+                 heldout_texts: list[str] | None = None) -> None:
         super().__init__()
         self.train_set, self.val_set = train, val
+        # what config-built callbacks read in setup(): held-out text (new-word metrics), clinical val records
+        self.heldout_texts = list(heldout_texts or [])
+        self.val_records = val.source.records if val is not None and val.source.schema == "clinical" else []
         self.batch_size, self.pad_id, self.seed, self.packing = batch_size, pad_id, seed, packing
         self.val_examples = (val.examples[:max_val_examples] if max_val_examples else val.examples) if val else []
         self.train_loader: ResumableLoader | None = None

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from qwenft.errors import DataError, UserError
+from qwenft.inputs import check_regular, read_bytes
 
 log = logging.getLogger(__name__)
 
@@ -94,12 +95,28 @@ def _decode(path: Path, data: bytes) -> str:
                                          f"of the line (offset {err.start} in the file)") from None
 
 
+class _DuplicateKey(ValueError):
+    """A JSON object naming one key twice: ``json`` would silently keep the last value."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    """``object_pairs_hook`` that refuses duplicate keys instead of keeping one of the values without a word."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise _DuplicateKey(f"duplicate key {dup[:60]!r} in one object (JSON keeps only one of the values)")
+    return out
+
+
 def _loads(text: str) -> tuple[Any, str | None]:
     """Parse one JSON document; any failure (bad syntax, huge ints, deep nesting) is a message, never a raise."""
     try:
-        return json.loads(text), None
+        return json.loads(text, object_pairs_hook=_unique_keys), None
     except json.JSONDecodeError as err:
         return None, f"malformed JSON: {err.msg} (column {err.colno})"
+    except _DuplicateKey as err:
+        return None, str(err)
     except ValueError as err:  # e.g. an integer literal beyond Python's digit limit
         return None, f"malformed JSON: {str(err).splitlines()[0]}"
     except RecursionError:
@@ -132,7 +149,7 @@ def _json_array(path: Path, text: str) -> Iterator[Row]:
 
     A structural error (the array itself is broken) cannot be skipped: nothing after it can be trusted.
     """
-    decoder, ws = json.JSONDecoder(), " \t\r\n"
+    decoder, ws = json.JSONDecoder(object_pairs_hook=_unique_keys), " \t\r\n"
     line, counted = 1, 0
 
     def line_at(pos: int) -> int:
@@ -157,6 +174,8 @@ def _json_array(path: Path, text: str) -> Iterator[Row]:
                 value, i = decoder.raw_decode(text, i)
             except json.JSONDecodeError as err:
                 raise DataError(str(path), line_at(err.pos), f"malformed JSON: {err.msg} (column {err.colno})") from None
+            except _DuplicateKey as err:
+                raise DataError(str(path), where, str(err)) from None
             except (ValueError, RecursionError) as err:
                 problem = "nested too deeply" if isinstance(err, RecursionError) else str(err).splitlines()[0]
                 raise DataError(str(path), where, f"malformed JSON: {problem}") from None
@@ -489,6 +508,8 @@ def load_records(path: str | Path, *, schema: str | None = "auto", columns: dict
         raise DataError(str(path), None, "file not found")
     suffix = path.suffix.lower()
     data: bytes | None = None
+    if not path.is_dir():  # FIFOs and devices would block or never end; huge files would fill memory
+        check_regular(path, "data")
     if path.is_dir():
         rows = _dataset_rows(path)
     elif suffix not in SUFFIXES:
@@ -496,10 +517,7 @@ def load_records(path: str | Path, *, schema: str | None = "auto", columns: dict
                                          f"(supported: {_SUPPORTED})")
     else:
         if suffix != ".parquet":
-            try:
-                data = path.read_bytes()
-            except OSError as err:
-                raise DataError(str(path), None, f"cannot read: {err.strerror or err}") from None
+            data = read_bytes(path, "data")
         rows = (_json_rows(path, data) if suffix in (".jsonl", ".json")
                 else _csv_rows(path, data) if suffix == ".csv" else _parquet_rows(path))
 
@@ -532,3 +550,26 @@ def load_records(path: str | Path, *, schema: str | None = "auto", columns: dict
     if not records:
         raise DataError(str(path), None, "no records" + (f" ({len(skipped)} bad rows skipped)" if skipped else ""))
     return LoadResult(records=records, schema=schema, path=str(path), sha256=_sha256(path, data), skipped=skipped)
+
+
+def iter_rows(path: str | Path) -> Iterator[Row]:
+    """Raw rows of any supported file, ``(line, value, problem)``, with the same checks as ``load_records``.
+
+    For readers that want every row's values without a schema (``qwenft.data.text`` for word discovery and
+    held-out text): regular files only, size-bounded, strict UTF-8, duplicate JSON keys refused. CSV values are
+    strings; JSON values are whatever the line holds.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(str(path), None, "file not found")
+    if path.is_dir():
+        return _dataset_rows(path)
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise DataError(str(path), None, f"unsupported file type {path.suffix or '(no extension)'!r} "
+                                         f"(supported: {_SUPPORTED})")
+    if suffix == ".parquet":
+        check_regular(path, "data")
+        return _parquet_rows(path)
+    data = read_bytes(path, "data")
+    return _json_rows(path, data) if suffix in (".jsonl", ".json") else _csv_rows(path, data)

@@ -242,7 +242,7 @@ def _jsonl(rows: list[dict]) -> str:
 def write_world(out_dir: str | Path, seed: int = 0, n_train: int = 200, n_val: int = 40, n_test: int = 40,
                 n_diseases: int = 10, tokenizer=None) -> dict[str, Path]:
     """Write the knowledge base, the three splits, the prompt/completion file and the words list."""
-    from qwenft.decomposition.training import to_training_examples
+    from qwenft.data.decompose import to_training_examples
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,41 +1,62 @@
-"""Plain text out of any corpus file, for word discovery and new-word perplexity."""
+"""Plain text out of any corpus file, for word discovery and new-word perplexity.
+
+Read by the same strict readers as training data (``qwenft.data.io``): regular files only, size-bounded, strict
+UTF-8, so an empty, binary or latin-1 corpus is one ``file:line: problem`` line, never a traceback from a
+dataset builder.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from qwenft.data.io import SUFFIXES, _json_type, iter_rows
 from qwenft.errors import DataError
+from qwenft.inputs import decode_utf8, read_bytes
 
-_LOADERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".txt": "text"}
+TEXT_SUFFIXES = (".txt", *SUFFIXES)
+
+
+def _txt(path: Path) -> list[str]:
+    text = decode_utf8(read_bytes(path, "data"), str(path))
+    return [line for line in text.splitlines() if line.strip()]
 
 
 def read_texts(path: str | Path, columns: list[str] | None = None) -> list[str]:
     """Every non-empty string of the chosen (default: all string) columns, one text per row and column.
 
-    ``.txt`` gives one text per non-empty line; JSONL/CSV/Parquet go through ``datasets``; a folder is read as
-    a dataset saved with ``save_to_disk``.
+    ``.txt`` gives one text per non-empty line; JSONL/JSON/CSV/Parquet one text per string value of each row;
+    a folder is read as a dataset saved with ``save_to_disk``. A named column missing from a row is an error at
+    that row's line.
     """
-    import datasets
-
     path = Path(path)
     if not path.exists():
         raise DataError(str(path), None, "file not found")
-    try:
-        if path.is_dir():
-            ds = datasets.load_from_disk(str(path))
-        elif path.suffix in _LOADERS:
-            ds = datasets.load_dataset(_LOADERS[path.suffix], data_files=str(path), split="train")
-        else:
-            raise DataError(str(path), None, f"unsupported extension {path.suffix!r} (use {', '.join(_LOADERS)})")
-    except DataError:
-        raise
-    except Exception as err:  # datasets raises many kinds; the user needs the file and the reason
-        raise DataError(str(path), None, f"cannot read: {str(err).splitlines()[0]}") from None
-    names = columns or [n for n, f in ds.features.items() if getattr(f, "dtype", None) in ("string", "large_string")]
-    missing = [c for c in names if c not in ds.column_names]
-    if missing:
-        raise DataError(str(path), None, f"missing columns {missing}; has {ds.column_names}")
-    texts = [row[c] for row in ds for c in names if isinstance(row[c], str) and row[c].strip()]
+    if path.is_dir() or path.suffix.lower() != ".txt":
+        if not path.is_dir() and path.suffix.lower() not in TEXT_SUFFIXES:
+            raise DataError(str(path), None, f"unsupported extension {path.suffix or '(none)'!r} "
+                                             f"(use {', '.join(TEXT_SUFFIXES)} or a saved dataset folder)")
+        texts: list[str] = []
+        for line, row, problem in iter_rows(path):
+            if problem is not None:
+                raise DataError(str(path), line, problem)
+            if not isinstance(row, dict):
+                raise DataError(str(path), line, f"expected a JSON object, got {_json_type(row)}")
+            if columns:
+                missing = [c for c in columns if c not in row]
+                if missing:
+                    raise DataError(str(path), line, f"missing columns {missing}; has {sorted(row)[:20]}")
+                values = [row[c] for c in columns]
+            else:
+                values = list(row.values())
+            texts += [v for v in values if isinstance(v, str) and v.strip()]
+    else:
+        texts = _txt(path)
     if not texts:
-        raise DataError(str(path), None, "no text found")
+        raise DataError(str(path), None, "no text found (the corpus is empty or has no non-blank string values)")
+    for i, t in enumerate(texts):  # JSON escapes can smuggle in lone surrogates, which tokenizers reject
+        try:
+            t.encode("utf-8")
+        except UnicodeEncodeError:
+            raise DataError(str(path), None, f"text {i + 1} holds an unpaired surrogate escape (\\ud800-\\udfff), "
+                                             "not valid Unicode") from None
     return texts

@@ -5,6 +5,19 @@ questions); coverage (share of questions with a non-empty answer); format validi
 against gold documents, where known; new-term recall (share of the reference's new words the response
 reproduces with exact spelling -- the point of teaching a model new vocabulary). :func:`aggregate` averages
 prompts, skipping NaN (a metric that does not apply to a prompt, e.g. recall without gold documents).
+
+``hit_at_k`` is the share of questions with *any* gold document retrieved: the gold list of a question may hold
+several equivalent documents (MedQuAD repeats some answers verbatim under several ids), where recall would ask
+for all of them. A record without a gold summary (``summary`` empty) has no summary score (NaN).
+
+Records built from real data sets carry ``targets``, extra per-prompt scoring (``qwenft.clinical.datasets``):
+
+* ``{"kind": "diagnosis", "question": i, "answer": "...", "synonyms": [...]}`` -> ``diagnosis_match`` of
+  answer ``i`` (:mod:`qwenft.metrics.diagnosis`);
+* ``{"kind": "must_have", "must_have": [...], "nice_to_have": [...]}`` -> ``must_have_coverage`` and
+  ``contradiction`` of all the answers together (K-QA proxies, :mod:`qwenft.metrics.kqa`);
+* ``{"kind": "choice", "question": i, "options": {"A": ...}, "answer": "B"}`` -> ``mc_accuracy`` of answer ``i``
+  (:mod:`qwenft.metrics.choice`).
 """
 
 from __future__ import annotations
@@ -101,17 +114,52 @@ def score_prediction(response, reference: dict, trace: dict | None = None,
     per_q_gold = [(retrieved[i] if i < len(retrieved) else [], g) for i, g in enumerate(gold) if g]
     if trace.get("retrieval") is False:  # nothing was searched: recall does not apply
         per_q_gold = []
+    has_summary = bool(str(reference.get("summary") or "").strip())
     return {
-        "summary_rougeL": rouge_l(response.summary, reference["summary"]),
+        "summary_rougeL": rouge_l(response.summary, reference["summary"]) if has_summary else float("nan"),
         "answer_rougeL": _mean([rouge_l(a, r) for a, r in zip(paired, refs, strict=True)]),
         "answer_f1": _mean([token_f1(a, r) for a, r in zip(paired, refs, strict=True)]),
         "coverage": coverage(paired),
         "format_valid": float(bool(trace.get("format_valid", True)) and len(answers) == len(refs)
                               and bool(response.summary.strip())),
         "recall_at_k": _mean([recall_at_k(d, g) for d, g in per_q_gold]) if per_q_gold else float("nan"),
+        "hit_at_k": _mean([float(bool(set(d) & set(g))) for d, g in per_q_gold]) if per_q_gold else float("nan"),
         "mrr": _mean([mrr(d, g) for d, g in per_q_gold]) if per_q_gold else float("nan"),
         "new_term_recall": new_term_recall(pred_all, ref_all, words),
+        **score_targets(response, reference.get("targets") or []),
     }
+
+
+TARGET_METRICS = ("diagnosis_match", "must_have_coverage", "contradiction", "mc_accuracy")
+
+
+def score_targets(response, targets: list[dict]) -> dict[str, float]:
+    """The data set's own scores (module docstring); NaN for a kind the record does not have."""
+    from qwenft.metrics.choice import choice_correct
+    from qwenft.metrics.diagnosis import diagnosis_match
+    from qwenft.metrics.kqa import contradiction_rate, must_have_coverage
+
+    answers = [a.answer for a in response.answers]
+
+    def answer_of(t: dict) -> str:
+        i = t.get("question")
+        return answers[i] if i is not None and 0 <= i < len(answers) else " ".join(answers)
+
+    found: dict[str, list[float]] = {m: [] for m in TARGET_METRICS}
+    for t in targets:
+        kind = t.get("kind")
+        if kind == "diagnosis":
+            found["diagnosis_match"].append(diagnosis_match(answer_of(t), t["answer"], t.get("synonyms") or ()))
+        elif kind == "must_have":
+            whole = " ".join(answers)  # the answers, not the summary (which restates the question)
+            found["must_have_coverage"].append(must_have_coverage(whole, t.get("must_have") or []))
+            found["contradiction"].append(contradiction_rate(whole, [*(t.get("must_have") or []),
+                                                                     *(t.get("nice_to_have") or [])]))
+        elif kind == "choice":
+            found["mc_accuracy"].append(choice_correct(answer_of(t), t["options"], t["answer"]))
+        else:
+            raise ValueError(f"unknown target kind {kind!r} (diagnosis, must_have, choice)")
+    return {m: _mean(v) if v else float("nan") for m, v in found.items()}
 
 
 def aggregate(rows: list[dict[str, float]]) -> dict[str, float]:

@@ -91,13 +91,3 @@ def import_gguf(out_dir: Path, keep_gguf: bool = False) -> Path:
         shutil.rmtree(work, ignore_errors=True)
     log.info("offline model ready at %s", out_dir)
     return out_dir
-
-
-def run(cfg) -> str:  # noqa: ANN001 - DictConfig from Hydra
-    out = Path(cfg.out).expanduser()
-    if (out / "model.safetensors").exists() and not cfg.force:
-        print(f"offline model already at {out} (force=true to rebuild)")
-    else:
-        import_gguf(out)
-        print(f"offline model written to {out}")
-    return str(out)

@@ -85,3 +85,12 @@ def qwen25_tokenizer(instruct: bool = True) -> PreTrainedTokenizerBase:
     )
     tok.chat_template = chat_template()
     return tok
+
+
+def load_tokenizer(path: str | None = None) -> PreTrainedTokenizerBase:
+    """A saved tokenizer folder, or (``None``) the offline Qwen2.5 tokenizer."""
+    if path is None:
+        return qwen25_tokenizer()
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path)

@@ -1,4 +1,8 @@
-"""A knowledge base read from JSONL (``id``, ``text``, optional ``title``), with the file hash that keys caches.
+"""A knowledge base read from JSONL, with the file hash that keys caches.
+
+Two row formats, per line: qwenft's ``{id, text, title?}`` and MedRAG's ``{id, title, content}`` (the format of
+the MedRAG corpora -- textbooks, StatPearls, PubMed, Wikipedia chunks -- used with the MIRAGE benchmark; their
+extra ``contents`` field, title + content, is ignored). ``text`` wins when a row has both.
 
 Indexes are cached on disk under the KB file's sha256, so an edited knowledge base can never be served from a
 stale index, and an unchanged one is indexed once whatever path it is read from.
@@ -68,11 +72,13 @@ def load_kb(path: str | Path) -> KnowledgeBase:
             raise DataError(str(path), n, f"malformed JSON: {err.msg}") from None
         if not isinstance(row, dict) or not isinstance(row.get("id"), str | int) or isinstance(row.get("id"), bool):
             raise DataError(str(path), n, "each line needs an 'id' (string or integer)")
-        if not isinstance(row.get("text"), str) or not row["text"].strip():
-            raise DataError(str(path), n, "each line needs a non-empty string 'text'")
+        field = "text" if "text" in row else "content" if "content" in row else None
+        if field is None or not isinstance(row[field], str) or not row[field].strip():
+            what = f"a non-empty string {field!r}" if field else "a non-empty string 'text' (or 'content', MedRAG)"
+            raise DataError(str(path), n, f"each line needs {what}")
         if row.get("title") is not None and not isinstance(row["title"], str):
             raise DataError(str(path), n, "'title' must be a string when present")
-        doc = {"id": str(row["id"]), "text": row["text"], "title": row.get("title") or ""}
+        doc = {"id": str(row["id"]), "text": row[field], "title": row.get("title") or ""}
         if doc["id"] in seen:
             raise DataError(str(path), n, f"duplicate id {doc['id']!r}")
         seen.add(doc["id"])

@@ -1,4 +1,4 @@
-"""``qwenft discover``: which words are worth a token of their own in this corpus.
+"""Which words are worth a token of their own in this corpus.
 
 A word's worth is what extending saves: occurrences x (pieces - 1), with pieces counted for the form with a
 leading space (how words mostly occur). Words are letter runs, as the Qwen2 pre-tokenizer cuts them, so numbers
@@ -8,15 +8,11 @@ word) before and after extending with the chosen words, measured by re-tokenizin
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 from transformers import PreTrainedTokenizerBase
-
-from qwenft.tokenizer.vocab import extend_tokenizer
 
 WORD = re.compile(r"[^\W\d_]+")
 
@@ -58,45 +54,3 @@ def fertility(texts: list[str], tokenizer: PreTrainedTokenizerBase) -> float:
     n_words = sum(len(t.split()) for t in texts)
     n_tokens = sum(len(ids) for ids in tokenizer(texts, add_special_tokens=False).input_ids)
     return n_tokens / max(n_words, 1)
-
-
-def run(cfg) -> dict:  # noqa: ANN001 - DictConfig from Hydra
-    from rich.console import Console
-    from rich.table import Table
-
-    from qwenft.data.text import read_texts
-    from qwenft.model.qwen_tokenizer import qwen25_tokenizer
-
-    texts = read_texts(cfg.corpus, columns=list(cfg.columns) if cfg.get("columns") else None)
-    tokenizer = qwen25_tokenizer() if cfg.tokenizer_path is None else _load(cfg.tokenizer_path)
-    cands = discover_words(texts, tokenizer, cfg.min_count, cfg.max_words, cfg.min_length)
-    before = fertility(texts, tokenizer)
-    after = fertility(texts, extend_tokenizer(tokenizer, [c.word for c in cands])[0]) if cands else before
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "words.txt").write_text("".join(f"{c.word}\n" for c in cands), encoding="utf-8")
-    report = {
-        "corpus": str(cfg.corpus),
-        "texts": len(texts),
-        "fertility_before": before,
-        "fertility_after": after,
-        "words": [asdict(c) for c in cands],
-    }
-    (out / "discover.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
-
-    table = Table(title=f"{len(cands)} candidate words from {len(texts)} texts")
-    for col in ("word", "count", "pieces", "saving"):
-        table.add_column(col, justify="left" if col == "word" else "right")
-    for c in cands[:40]:
-        table.add_row(c.word, str(c.count), str(c.pieces), str(c.saving))
-    console = Console()
-    console.print(table)
-    console.print(f"fertility (tokens/word): {before:.3f} -> {after:.3f}")
-    console.print(f"words file: {out / 'words.txt'}  (use: qwenft extend tokenizer.words_file={out / 'words.txt'})")
-    return report
-
-
-def _load(path: str) -> PreTrainedTokenizerBase:
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(path)

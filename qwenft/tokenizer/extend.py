@@ -1,4 +1,4 @@
-"""``qwenft extend``: a model whose vocabulary really contains the new words, saved as a normal HF folder.
+"""A model whose vocabulary really contains the new words, saved as a normal HF folder.
 
 Order matters and is the point of this module: extend the tokenizer (one token per word form, other text
 unchanged), make room in the model (reuse Qwen's spare padded rows; grow to a multiple of 64 only when needed;
@@ -16,7 +16,7 @@ from pathlib import Path
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from qwenft.errors import DataError, UserError
-from qwenft.tokenizer.init import embeddings_tied, ensure_rows, init_new_rows
+from qwenft.model.rows import embeddings_tied, ensure_rows, init_new_rows
 from qwenft.tokenizer.vocab import NewToken, extend_tokenizer, normalise_words
 
 log = logging.getLogger(__name__)
@@ -126,50 +126,3 @@ def save_extended(model: PreTrainedModel, ext: Extension, out: str | Path, extra
         ext.tokenizer.save_pretrained(tmp)
         (tmp / MANIFEST).write_text(json.dumps({**ext.manifest(), **(extra or {})}, indent=2, ensure_ascii=False))
     return Path(out)
-
-
-def run(cfg) -> dict:  # noqa: ANN001 - DictConfig from Hydra
-    """CLI body: load, extend, (optionally) measure zero-shot new-word NLL, save."""
-    from hydra.utils import instantiate
-    from rich.console import Console
-    from rich.table import Table
-
-    from qwenft.metrics.newword import new_word_nll
-
-    words, glosses = words_from_config(cfg.tokenizer)
-    held_out = []
-    if cfg.get("eval_text"):
-        from qwenft.data.text import read_texts
-
-        held_out = read_texts(cfg.eval_text)
-    loaded = instantiate(cfg.model)
-    before = new_word_nll(loaded.model, loaded.tokenizer, held_out, words) if held_out else None
-    ext = extend_model(
-        loaded.model,
-        loaded.tokenizer,
-        words,
-        init=cfg.tokenizer.init,
-        glosses=glosses,
-        capitalized=cfg.tokenizer.capitalized,
-        seed=cfg.seed,
-    )
-    after = new_word_nll(loaded.model, ext.tokenizer, held_out, ext.words) if held_out else None
-    metrics = {"zero_shot_before": before.as_dict() if before else None,
-               "zero_shot_after_init": after.as_dict() if after else None}
-    out = save_extended(loaded.model, ext, cfg.out, extra={"base_model": loaded.name, "metrics": metrics})
-
-    console = Console()
-    table = Table(title=f"{len(ext.words)} new words, {len(ext.new_tokens)} tokens, init={ext.init}")
-    for col in ("word", "form", "id", "pieces before"):
-        table.add_column(col)
-    for t in ext.new_tokens[:30]:
-        table.add_row(t.word, repr(t.form), str(t.id), " ".join(t.pieces))
-    console.print(table)
-    console.print(f"rows: {ext.rows_before} -> {ext.rows_after} (tied={ext.tied}); saved to {out}")
-    if before and after:
-        console.print(
-            f"zero-shot new-word NLL over {after.occurrences} occurrences: "
-            f"{before.new_word_nll:.3f} (original pieces) -> {after.new_word_nll:.3f} (after {ext.init} init); "
-            f"bits/byte {before.bits_per_byte:.4f} -> {after.bits_per_byte:.4f}"
-        )
-    return metrics

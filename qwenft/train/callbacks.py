@@ -1,5 +1,5 @@
-"""Callbacks: new-word perplexity and clinical scores at each validation, per-step history on disk, a save on
-SIGTERM/SIGINT, and fault injection for the resume tests."""
+"""Callbacks (each one file of ``conf/callbacks/``): new-word perplexity and clinical scores at each validation,
+per-step history on disk, a save on SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
@@ -20,14 +20,24 @@ log = logging.getLogger(__name__)
 class NewWordMetrics(pl.Callback):
     """Per-word perplexity of the new words + bits per byte on held-out text (comparable across tokenizers).
 
-    Each rank scores its share of the texts and the sums meet in ``NewWordPerplexity`` (a torchmetrics Metric
-    reduced by sum), so DDP neither repeats the work on every rank nor reports a single rank's numbers. A run
-    without a validation split still ends with these numbers: they are computed once at the end of training.
+    The words and tokenizer come from the module, the held-out texts from the datamodule (``setup``), so the
+    callback itself is built from config. Each rank scores its share of the texts and the sums meet in
+    ``NewWordPerplexity`` (a torchmetrics Metric reduced by sum), so DDP neither repeats the work on every rank
+    nor reports a single rank's numbers. A run without a validation split still ends with these numbers: they
+    are computed once at the end of training.
     """
 
-    def __init__(self, texts: list[str], words: list[str], tokenizer, max_texts: int = 32) -> None:
-        self.texts, self.words, self.tokenizer = texts[:max_texts], words, tokenizer
+    def __init__(self, max_texts: int = 32) -> None:
+        self.max_texts = max_texts
+        self.texts: list[str] = []
+        self.words: list[str] = []
+        self.tokenizer = None
         self.latest: dict[str, float] = {}
+
+    def setup(self, trainer, module, stage):
+        self.words, self.tokenizer = list(getattr(module, "words", []) or []), getattr(module, "tokenizer", None)
+        texts = getattr(trainer.datamodule, "heldout_texts", None) if trainer.datamodule is not None else None
+        self.texts = list(texts or [])[: self.max_texts] if self.words and self.tokenizer is not None else []
 
     def evaluate(self, trainer: pl.Trainer | None, module: pl.LightningModule) -> dict[str, float]:
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
@@ -52,8 +62,8 @@ class NewWordMetrics(pl.Callback):
     def on_train_end(self, trainer, module):
         if self.texts and not self.latest:  # no validation ran (no val split, or interval past max_steps)
             self.latest = self.evaluate(trainer, module)
-            if trainer.logger:
-                trainer.logger.log_metrics(self.latest, step=trainer.global_step)
+            for lg in trainer.loggers:
+                lg.log_metrics(self.latest, step=trainer.global_step)
 
 
 class History(pl.Callback):
@@ -108,36 +118,31 @@ class SaveOnSignal(pl.Callback):
             signal.signal(sig, handler)
 
 
-class KillAtStep(pl.Callback):
-    """Fault injection for tests (``QWENFT_KILL_AT_STEP=N``): SIGKILL this process right after step N."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        if trainer.global_step >= self.step:
-            import os
-
-            os.kill(os.getpid(), signal.SIGKILL)
-
-
 class ClinicalEval(pl.Callback):
     """Clinical-answer scores (ROUGE-L, F1, new-term recall...) on a few validation prompts at each validation.
 
-    Generation is slow on CPU, hence a small subset (``callbacks.clinical_eval.n_prompts``; 0 = off). The
-    prompts and answers are clinical text: they go to a W&B table only when ``logger.log_text=true``.
+    Generation is slow on CPU, hence a small subset (``n_prompts``; 0 = off). Records come from the datamodule's
+    clinical validation split (none: the callback stays idle), the tokenizer and new words from the module.
+    ``generation`` holds the same keys as ``answer``'s (``max_new_tokens``, ``bf16``, ...). The prompts and
+    answers are clinical text: they go to a W&B table only when ``log_text=true``.
     """
 
-    def __init__(self, records: list[dict], strategy, tokenizer, instruct: bool, max_new_tokens: int = 64,
-                 log_text: bool = False, words: list[str] | None = None) -> None:
-        self.records, self.strategy, self.tokenizer, self.instruct = records, strategy, tokenizer, instruct
-        self.gen, self.log_text, self.words = {"max_new_tokens": max_new_tokens}, log_text, list(words or [])
+    def __init__(self, strategy, n_prompts: int = 4, log_text: bool = False, generation: dict | None = None) -> None:
+        self.strategy, self.n_prompts, self.log_text = strategy, int(n_prompts), bool(log_text)
+        self.gen = dict(generation or {"max_new_tokens": 64})
+        self.records: list[dict] = []
+
+    def setup(self, trainer, module, stage):
+        records = getattr(trainer.datamodule, "val_records", None) if trainer.datamodule is not None else None
+        self.records = list(records or [])[: max(self.n_prompts, 0)]
+        self.tokenizer, self.instruct = getattr(module, "tokenizer", None), bool(getattr(module, "instruct", True))
+        self.words = list(getattr(module, "words", []) or [])
 
     def on_validation_epoch_end(self, trainer, module):
-        if trainer.sanity_checking or not self.records or trainer.global_rank != 0:
+        if trainer.sanity_checking or not self.records or self.tokenizer is None or trainer.global_rank != 0:
             return
-        from qwenft.decomposition.parse import Parsed
-        from qwenft.decomposition.strategies import answer
+        from qwenft.clinical.parse import Parsed
+        from qwenft.clinical.strategies import answer
         from qwenft.metrics.clinical import aggregate, score_prediction
 
         scores, samples = [], []
@@ -149,24 +154,7 @@ class ClinicalEval(pl.Callback):
         for k, v in aggregate(scores).items():
             if not math.isnan(v):
                 module.log(f"val/clinical_{k}", v, batch_size=1, rank_zero_only=True)
-        if self.log_text and isinstance(trainer.logger, pl.loggers.WandbLogger):
-            trainer.logger.log_table("val/clinical_samples", columns=["step", "scenario", "response"], data=samples)
-
-
-def clinical_eval(cfg, val_records: list[dict] | None, tokenizer, instruct: bool,
-                  words: list[str] | None = None) -> ClinicalEval | None:
-    """The callback when asked for, the val split is clinical and ``qwenft.metrics.clinical`` is installed."""
-    n = int(cfg.callbacks.get("clinical_eval", {}).get("n_prompts", 0) or 0)
-    if n <= 0 or not val_records:
-        return None
-    try:
-        import qwenft.metrics.clinical  # noqa: F401
-        from qwenft.decomposition.strategies import Strategy
-    except ImportError:
-        log.warning("callbacks.clinical_eval.n_prompts=%d but qwenft.metrics.clinical is missing: skipped", n)
-        return None
-    from hydra.utils import instantiate
-
-    strategy = instantiate(cfg.decomposition) if cfg.decomposition.get("_target_") else Strategy(cfg.decomposition.name)
-    return ClinicalEval(val_records[:n], strategy, tokenizer, instruct,
-                        int(cfg.callbacks.clinical_eval.get("max_new_tokens", 64)), bool(cfg.logger.log_text), words)
+        if self.log_text:
+            for lg in trainer.loggers:
+                if isinstance(lg, pl.loggers.WandbLogger):
+                    lg.log_table("val/clinical_samples", columns=["step", "scenario", "response"], data=samples)

@@ -1,26 +1,74 @@
-"""End-of-run outputs: adapter, tokenizer and a merged full model, each written atomically.
+"""End-of-run outputs: adapter, tokenizer, a merged full model and a model card, each written atomically.
 
 The merged model is what ``transformers.pipeline``, vLLM (which cannot load trainable-token adapters) and a
 plain ``from_pretrained`` read: adapters and trained rows folded in, tied embeddings kept tied, safetensors.
+The model card (``README.md`` in ``merged/`` and ``adapter/``) replaces PEFT's empty template with what a reader
+of a shared model needs: the base model, the new words and their init, data hashes, metrics and the command.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
+import shlex
+import sys
 from pathlib import Path
 
+from omegaconf import DictConfig, OmegaConf
 from peft import PeftModel, PeftType
 
+from qwenft.adapters.apply import merged_model
 from qwenft.atomic import atomic_dir
-from qwenft.peft.apply import merged_model
+from qwenft.errors import UserError
 from qwenft.tokenizer.extend import MANIFEST
+
+log = logging.getLogger(__name__)
+CARD = "README.md"
 
 
 def _is_lora(model) -> bool:
     return isinstance(model, PeftModel) and any(c.peft_type == PeftType.LORA for c in model.peft_config.values())
 
 
-def export(model, tokenizer, run_dir: Path, manifest: dict | None, adapter: bool = True) -> dict[str, str]:
+def command_line() -> str:
+    """The command that produced the run, as a user would retype it."""
+    verb = os.environ.get("QWENFT_VERB")  # the CLI moves the verb out of sys.argv for Hydra
+    return shlex.join(["qwenft", *([verb] if verb else []), *sys.argv[1:]])
+
+
+def model_card(base_model: str, manifest: dict | None, run_info: dict, metrics: dict, config: DictConfig,
+               checkpoint: str = "last") -> str:
+    """A Hugging Face model card (YAML front matter + markdown) for ``merged/`` and ``adapter/``."""
+    words = (manifest or {}).get("words", [])
+    front = {"library_name": "transformers", "base_model": base_model, "tags": ["qwenft", "qwen2.5"],
+             "pipeline_tag": "text-generation"}
+    lines = ["---", OmegaConf.to_yaml(OmegaConf.create(front)).strip(), "---", "",
+             f"# Fine-tuned {base_model} (qwenft)", "",
+             f"- base model: `{base_model}`",
+             f"- weights: the `{checkpoint}` checkpoint, step {metrics.get('global_step', '?')}",
+             f"- adapter: `{config.peft.method}`" + (f" r={config.peft.r}, alpha={config.peft.alpha}"
+                                                     if config.peft.method == "lora" else ""),
+             f"- new words: {len(words)}" + (f", init `{manifest.get('init')}`, "
+                                             f"{len(manifest.get('new_tokens', []))} new tokens"
+                                             if manifest else " (vocabulary not extended)"),
+             f"- trainable rows: `{config.tokenizer.trainable_rows}`" if words else "",
+             f"- data sha256: {json.dumps(run_info.get('data_sha256', {}))}",
+             f"- qwenft commit: `{run_info.get('git_commit')}`" + (" (with uncommitted changes)"
+                                                                   if run_info.get("git_dirty") else ""),
+             "", "## Command", "", "```bash", run_info.get("command") or command_line(), "```", "", "## Metrics", "",
+             "| metric | value |", "|---|---:|"]
+    lines += [f"| `{k}` | {v:.4g} |" for k, v in sorted(metrics.items())
+              if isinstance(v, float | int) and not isinstance(v, bool) and k.startswith(("val/", "train/loss"))]
+    if words:
+        lines += ["", "## New words", "", ", ".join(f"`{w}`" for w in words[:200]) + (" …" if len(words) > 200 else "")]
+    lines += ["", "Load: `AutoModelForCausalLM.from_pretrained(folder)` and `AutoTokenizer.from_pretrained(folder)`; "
+              f"`{MANIFEST}` lists every new token, its id and the pieces it replaced."]
+    return "\n".join(line for line in lines if line is not None) + "\n"
+
+
+def export(model, tokenizer, run_dir: Path, manifest: dict | None, adapter: bool = True,
+           card: str | None = None) -> dict[str, str]:
     out: dict[str, str] = {}
     with atomic_dir(run_dir / "tokenizer") as tmp:
         tokenizer.save_pretrained(tmp)
@@ -28,6 +76,8 @@ def export(model, tokenizer, run_dir: Path, manifest: dict | None, adapter: bool
     if adapter and _is_lora(model):  # full FT's trainable-token wrapper alone would be a misleading "adapter"
         with atomic_dir(run_dir / "adapter") as tmp:
             model.save_pretrained(tmp, safe_serialization=True)
+            if card:
+                (tmp / CARD).write_text(card, encoding="utf-8")
         out["adapter"] = str(run_dir / "adapter")
     merged = merged_model(model).eval()
     with atomic_dir(run_dir / "merged") as tmp:
@@ -35,5 +85,44 @@ def export(model, tokenizer, run_dir: Path, manifest: dict | None, adapter: bool
         tokenizer.save_pretrained(tmp)
         if manifest:
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+        if card:
+            (tmp / CARD).write_text(card, encoding="utf-8")
     out["merged"] = str(run_dir / "merged")
     return out
+
+
+def push_plan(export_cfg: DictConfig, run_dir: Path) -> list[tuple[Path, str]]:
+    """(local folder, path in the repo) pairs that ``export.push_to_hub`` uploads: ``merged/`` at the root,
+    ``adapter/`` under ``adapter/``. Split out so the folder that would be pushed can be checked offline."""
+    if not export_cfg.get("hub_repo_id"):
+        raise UserError("export.push_to_hub=true needs export.hub_repo_id=<user>/<name>")
+    plan = [(run_dir / "merged", ".")]
+    if (run_dir / "adapter").is_dir():
+        plan.append((run_dir / "adapter", "adapter"))
+    return plan
+
+
+def publish(export_cfg: DictConfig, run_dir: Path, loggers: list) -> None:
+    """Optional sharing after export: the Hub (private by default) and W&B model artifacts."""
+    if export_cfg.get("push_to_hub"):
+        from huggingface_hub import HfApi
+
+        api = HfApi()
+        repo = str(export_cfg.hub_repo_id)
+        api.create_repo(repo, private=bool(export_cfg.get("private", True)), exist_ok=True)
+        for folder, path_in_repo in push_plan(export_cfg, run_dir):
+            api.upload_folder(repo_id=repo, folder_path=str(folder), path_in_repo=path_in_repo,
+                              commit_message=f"qwenft export of {run_dir.name}")
+        log.info("pushed %s to the Hub as %s", run_dir, repo)
+    if export_cfg.get("wandb_artifact"):
+        from pytorch_lightning.loggers import WandbLogger
+
+        for lg in loggers:
+            if isinstance(lg, WandbLogger):
+                import wandb
+
+                art = wandb.Artifact(name=f"model-{lg.experiment.id}", type="model")
+                for sub in ("merged", "adapter", "tokenizer"):
+                    if (run_dir / sub).is_dir():
+                        art.add_dir(str(run_dir / sub), name=sub)
+                lg.experiment.log_artifact(art, aliases=["latest", str(export_cfg.get("checkpoint", "last"))])

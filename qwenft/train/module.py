@@ -2,23 +2,25 @@
 
 Qwen2.5's head is 151 936 wide (~27 % of a 0.5B step's FLOPs at full length). Prompt positions carry no loss,
 so the backbone's hidden states are gathered at the positions whose next token is a label and only those rows go
-through the head. The module works on any model ``qwenft.peft.apply`` returns (LoRA, trainable rows, full FT;
+through the head. The module works on any model ``qwenft.adapters.apply`` returns (LoRA, trainable rows, full FT;
 tied or untied): PEFT injects its layers in place, so the inner ``Qwen2Model`` and ``lm_head`` already route
 through them.
 """
 
 from __future__ import annotations
 
-import math
+import inspect
 import time
+from collections.abc import Callable
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from peft import PeftModel
 
+from qwenft.adapters.apply import param_groups
 from qwenft.data.format import IGNORE
-from qwenft.peft.apply import param_groups
+from qwenft.train.runinfo import tokenizer_sha256
 
 
 def backbone_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -47,12 +49,15 @@ class QwenFTModule(pl.LightningModule):
     tokenizer's sha256 so that a resume with different rows is refused instead of silently misaligned.
     """
 
-    def __init__(self, model: torch.nn.Module, optim_cfg, rows_lr: float, tokenizer_sha256: str) -> None:
+    def __init__(self, model: torch.nn.Module, optimizer: Callable, scheduler: Callable | None, rows_lr: float,
+                 tokenizer, instruct: bool = True, words: list[str] | None = None) -> None:
         super().__init__()
         self.model = model
-        self.optim_cfg = optim_cfg
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler  # partials from conf/optim, conf/scheduler
         self.rows_lr = rows_lr
-        self.tokenizer_sha256 = tokenizer_sha256
+        # what config-built callbacks read in their setup(): the (extended) tokenizer, the format, the new words
+        self.tokenizer, self.instruct, self.words = tokenizer, instruct, list(words or [])
+        self.tokenizer_sha256 = tokenizer_sha256(tokenizer)
         self.seen: list[int] = []  # example indices this rank trained on (the DDP test checks they are disjoint)
         self.strict_loading = False  # checkpoints hold only the trainable parameters
         self._t = None
@@ -110,21 +115,21 @@ class QwenFTModule(pl.LightningModule):
         self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)
 
     def configure_optimizers(self):
-        o = self.optim_cfg
-        groups = param_groups(self.model, lr=o.lr, rows_lr=self.rows_lr, weight_decay=o.weight_decay)
-        opt = torch.optim.AdamW(groups, betas=tuple(o.betas), eps=o.eps)
+        """Body and new rows as two AdamW groups; the schedule steps every optimizer step to ``max_steps``."""
+        body = self.optimizer_factory.keywords if hasattr(self.optimizer_factory, "keywords") else {}
+        groups = param_groups(self.model, lr=body.get("lr", 1e-3), rows_lr=self.rows_lr,
+                              weight_decay=body.get("weight_decay", 0.0))
+        opt = self.optimizer_factory(groups)
+        if self.scheduler_factory is None:
+            return opt
         total = max(int(self.trainer.estimated_stepping_batches), 1)
-        warmup = min(int(o.warmup_steps), total - 1) if total > 1 else 0
-
-        def schedule(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / (warmup + 1)
-            if o.scheduler == "constant":
-                return 1.0
-            progress = (step - warmup) / max(total - warmup, 1)
-            return o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+        kwargs = {"num_training_steps": total} if "num_training_steps" in inspect.signature(
+            self.scheduler_factory.func if hasattr(self.scheduler_factory, "func") else self.scheduler_factory
+        ).parameters else {}
+        warmup = getattr(self.scheduler_factory, "keywords", {}).get("num_warmup_steps")
+        if warmup is not None and warmup >= total:  # a warm-up longer than the run would never reach the lr
+            kwargs["num_warmup_steps"] = max(total - 1, 0)
+        sched = self.scheduler_factory(opt, **kwargs)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def state_dict(self, *args, **kwargs):

@@ -1,0 +1,229 @@
+"""Split a clinical prompt into its scenario and its questions, whatever the question format.
+
+Clinicians write questions in many shapes, and a wrong split silently turns a finding into a "question" (or
+swallows a question into the scenario), so the rules are explicit:
+
+* **List items** on their own lines: numbered (``1.``, ``1)``, ``(1)``), ``Q1:`` / ``Question 1:``, lettered
+  (``a)``, ``(b)``, ``A.``) or bulleted (``-``, ``*``, ``•``, ``–``). Consecutive items of one style form a *run*
+  (blank lines between items allowed; an unpunctuated item may continue on the next line). Scenarios often
+  hold lists of their own (bulleted findings, numbered history), so the questions are the **last** run that
+  looks like questions: a header line before it (``Questions:``, ``Please answer the following:``), an item
+  ending in ``?``, or items that open with a question word or an imperative (``List``, ``Give`` ...). Earlier
+  runs stay in the scenario, verbatim.
+* **Inline** questions, when no run qualifies: every sentence ending in ``?``; the other sentences are the
+  scenario. Sentences break after ``.?!`` followed by whitespace, so ``7.5 g/dL`` and ``Dr. Smith`` stay whole.
+* **No question at all**: the whole text is the scenario and ``questions`` is empty; strategies then answer the
+  text as a single question (see :func:`Parsed.units`). An empty prompt is an :class:`EmptyPromptError`.
+
+Each question's text is kept exactly: only the list marker and surrounding whitespace go; a question wrapped
+over several lines is joined with single spaces. The parser never raises on non-empty text.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from qwenft.errors import UserError
+
+
+class EmptyPromptError(UserError, ValueError):
+    """The prompt is empty or whitespace only (a ``ValueError`` for library callers, exit 2 from the CLI)."""
+
+
+# marker style -> pattern; the body must start with a non-space character after at least one space
+_MARKERS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("q", re.compile(r"^\s*(?:Q|Question)\s*(?P<n>\d{1,3})\s*[:.)\-–]\s*(?P<body>\S.*)$", re.IGNORECASE)),
+    ("number", re.compile(r"^\s*(?:(?P<n>\d{1,3})\s*[.)]|\(\s*(?P<n2>\d{1,3})\s*\))\s+(?P<body>\S.*)$")),
+    ("lower", re.compile(r"^\s*(?:(?P<n>[a-z])\s*[.)]|\(\s*(?P<n2>[a-z])\s*\))\s+(?P<body>\S.*)$")),
+    ("upper", re.compile(r"^\s*(?:(?P<n>[A-Z])\s*[.)]|\(\s*(?P<n2>[A-Z])\s*\))\s+(?P<body>\S.*)$")),
+    ("bullet", re.compile(r"^\s*[-*•‣◦–—+]\s+(?P<body>\S.*)$")),
+)
+_HEADER = re.compile(
+    r"^\s*[#*_>\s]*(?:(?:please\s+)?(?:answer|address|respond\s+to|consider)\b.{0,60}|"
+    r"(?:the\s+)?(?:[\w-]+\s+){0,3}(?:questions?|tasks?))\s*[:.]?\s*[*_]*\s*$",
+    re.IGNORECASE,
+)
+_OPENERS = re.compile(
+    r"^(?:what|which|who|whom|whose|when|where|why|how|is|are|does|do|did|can|could|should|would|will|"
+    r"list|give|name|state|describe|explain|outline|suggest|identify|provide|summari[sz]e|discuss|"
+    r"interpret|calculate|propose|recommend|justify)\b",
+    re.IGNORECASE,
+)
+_ABBREVIATION = re.compile(r"\b(?:Dr|Mr|Mrs|Ms|Prof|St|vs|Fig|approx|e\.g|i\.e|etc|cf)\.$")
+# a sentence ends after .?! (and closing quotes/brackets) + whitespace, at a line break before a capital, or
+# before a capitalised question word (pasted notes often drop the full stop: "... gastric reflux What is ...")
+_BREAK = re.compile(r"(?:(?<=[.?!])|(?<=[.?!][\"')\]]))\s+|\s*\n\s*(?=[A-Z])|"
+                    r"\s+(?=(?:What|Which|Who|Whom|Whose|When|Where|Why|How)\b)")
+
+
+@dataclass
+class Parsed:
+    """A prompt split in two; ``style`` says how the questions were found (number, q, lower, upper,
+    bullet, inline or none), which the ``whole_prompt`` strategy and the tests use."""
+
+    scenario: str
+    questions: list[str] = field(default_factory=list)
+    style: str = "given"
+
+    def units(self) -> tuple[str, list[str]]:
+        """(scenario, questions) to answer: a prompt without questions is answered as one question."""
+        if self.questions:
+            return self.scenario, list(self.questions)
+        return "", [self.scenario]
+
+
+@dataclass
+class _Line:
+    text: str
+    style: str | None = None  # marker style for an item line
+    body: str = ""
+    ordinal: int | None = None  # 1, 2, 3 / a, b, c as 1, 2, 3; None for bullets
+
+
+@dataclass
+class _Run:
+    style: str
+    start: int  # index of the first item line
+    end: int  # index one past the last line the run owns
+    questions: list[str]
+    first: int | None = None  # ordinals of the first and last items
+    last: int | None = None
+
+    def asks(self) -> bool:
+        return any(q.rstrip("\"')]*_ ").endswith("?") for q in self.questions)
+
+
+def _classify(line: str) -> _Line:
+    for style, pattern in _MARKERS:
+        m = pattern.match(line)
+        if m:
+            mark = m.groupdict().get("n") or m.groupdict().get("n2")
+            ordinal = None if mark is None else int(mark) if mark.isdigit() else ord(mark.lower()) - ord("a") + 1
+            return _Line(line, style, m.group("body").strip(), ordinal)
+    return _Line(line)
+
+
+def _is_header(line: str) -> bool:
+    return len(line.strip()) <= 90 and bool(_HEADER.match(line))
+
+
+def _segments(lines: list[_Line]) -> list[_Run]:
+    """Items of one style with no blank line between them and rising ordinals (a restart at 1 is a new list)."""
+    segs: list[_Run] = []
+    i = 0
+    while i < len(lines):
+        first = lines[i]
+        if first.style is None:
+            i += 1
+            continue
+        seg = _Run(first.style, i, i + 1, [first.body], first.ordinal, first.ordinal)
+        j = i + 1
+        while j < len(lines) and lines[j].text.strip():
+            line = lines[j]
+            if line.style == seg.style and (seg.last is None or (line.ordinal or 0) > seg.last):
+                seg.questions.append(line.body)
+                seg.last = line.ordinal
+            elif line.style is None and _continues(seg.questions[-1], line.text):
+                seg.questions[-1] = f"{seg.questions[-1]} {line.text.strip()}"
+            else:
+                break
+            j += 1
+        seg.end = j
+        segs.append(seg)
+        i = j
+    return segs
+
+
+def _runs(lines: list[_Line]) -> list[_Run]:
+    """Segments separated only by blank lines join when they are one list: numbering goes on (2 after 1), or,
+    for bullets, both segments ask questions or neither does (findings, blank line, questions stay apart)."""
+    runs: list[_Run] = []
+    for seg in _segments(lines):
+        prev = runs[-1] if runs else None
+        joined = prev is not None and prev.style == seg.style and \
+            all(not ln.text.strip() for ln in lines[prev.end : seg.start]) and \
+            ((seg.first == (prev.last or 0) + 1) if seg.first is not None else prev.asks() == seg.asks())
+        if joined:
+            prev.questions += seg.questions
+            prev.end, prev.last = seg.end, seg.last
+        else:
+            runs.append(seg)
+    return runs
+
+
+def _continues(previous: str, line: str) -> bool:
+    """A plain line right after an item continues it if the item is unfinished or the line is indented/lower."""
+    stripped = line.strip()
+    return (not previous.rstrip("\"')]*_ ").endswith((".", "?", "!", ":"))) or line[:1].isspace() or \
+        stripped[:1].islower()
+
+
+def _question_like(run: _Run, lines: list[_Line]) -> bool:
+    before = next((ln.text for ln in reversed(lines[: run.start]) if ln.text.strip()), "")
+    if before and _is_header(before):
+        return True
+    if run.asks():
+        return True
+    trailing = all(not ln.text.strip() for ln in lines[run.end :])
+    return trailing and all(_OPENERS.match(q.lstrip("*_ ")) for q in run.questions)
+
+
+def _from_list(lines: list[_Line]) -> Parsed | None:
+    runs = [r for r in _runs(lines) if _question_like(r, lines)]
+    if not runs:
+        return None
+    run = runs[-1]
+    head = [ln.text for ln in lines[: run.start]]
+    while head and not head[-1].strip():
+        head.pop()
+    if head and _is_header(head[-1]):
+        head.pop()
+    tail = [ln.text for ln in lines[run.end :]]
+    scenario = "\n".join(head).strip()
+    rest = "\n".join(tail).strip()
+    if rest:  # instructions after the questions ("Answer briefly.") stay with the scenario
+        scenario = f"{scenario}\n{rest}".strip()
+    return Parsed(scenario, [q for q in run.questions if q], run.style)
+
+
+def _sentences(text: str) -> list[tuple[int, int]]:
+    """(start, end) spans of sentences; breaks after .?! + whitespace, not after abbreviations/initials."""
+    spans, start = [], 0
+    for m in _BREAK.finditer(text):
+        piece = text[start : m.start()].rstrip("\"')]")
+        if _ABBREVIATION.search(piece) and not piece.endswith("?"):
+            continue
+        spans.append((start, m.start()))
+        start = m.end()
+    if start < len(text):
+        spans.append((start, len(text)))
+    return [(s, e) for s, e in spans if text[s:e].strip()]
+
+
+def _inline(text: str) -> Parsed | None:
+    spans = _sentences(text)
+    asks = [(s, e) for s, e in spans if text[s:e].rstrip().rstrip("\"')]").endswith("?")]
+    if not asks:
+        return None
+    questions = [" ".join(text[s:e].split()) for s, e in asks]
+    others = [(s, e) for s, e in spans if (s, e) not in asks]
+    if all(e <= asks[0][0] for _, e in others):
+        scenario = text[: asks[0][0]].strip()  # the usual shape: the scenario verbatim, then the questions
+    else:
+        scenario = " ".join(text[s:e].strip() for s, e in others)
+    return Parsed(scenario, questions, "inline")
+
+
+def parse_prompt(text: str) -> Parsed:
+    """``text`` -> :class:`Parsed`; raises :class:`EmptyPromptError` (a ``ValueError``) for an empty prompt."""
+    if not isinstance(text, str):
+        raise EmptyPromptError(f"the prompt must be text, got {type(text).__name__}")
+    if not text.strip():
+        raise EmptyPromptError("empty prompt: give a scenario followed by one or more questions")
+    text = text.replace("\r\n", "\n").replace("\r", "\n").strip()
+    lines = [_classify(line) for line in text.split("\n")]
+    found = _from_list(lines) or _inline(text)
+    if found is not None and found.questions:
+        return found
+    return Parsed(text, [], "none")
