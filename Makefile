@@ -4,13 +4,18 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 EXTRAS := dev,offline,dense,tracking
+VLLM_VENV := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.qwenft-vllm-ok
 
-.PHONY: help setup offline-model demo test test-fast lint bench reproduce wheel-check clean
+.PHONY: help setup vllm-env offline-model demo test test-fast lint bench reproduce wheel-check clean
 
 help:                  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
 
-setup: $(STAMP)        ## create .venv (Python >= 3.11, torch 2.13.0 CPU) and install qwenft with its extras
+setup: $(STAMP) vllm-env  ## create .venv (Python >= 3.11, torch 2.13.0 CPU) and install qwenft with its extras, + .venv-vllm
+
+vllm-env:              ## vLLM in its own .venv-vllm (generation.engine=vllm, qwenft serve); QWENFT_SKIP_VLLM=1 skips it
+	@test -f $(VLLM_STAMP) || PYTHON=$(PY) bash qwenft/resources/install_vllm.sh $(VLLM_VENV)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)

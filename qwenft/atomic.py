@@ -1,40 +1,178 @@
-"""Write folders and files so that a crash leaves either the old version or the new one, never half of one."""
+"""Write folders and files so that a crash leaves either the old version or the new one, never half of one.
+
+* Temp names carry the writer's pid (``.merged.tmp-<pid>-xxxx``, ``.last.ckpt.tmp-<pid>``): ``recover`` at the
+  next start removes those of dead processes, and puts back a folder whose replacement was cut off between its
+  two renames (``.merged.old-<pid>`` with no ``merged``), so an interrupted export leaves the previous export.
+* A write that fails because the disk is full or read-only removes its temp file and raises ``OutputError``
+  (one line, exit 3); the previous version stays in place.
+* ``tempfile`` creates 0600 files and 0700 folders; outputs are meant to be shared (a ``merged/`` another account
+  loads), so they get the modes a plain ``open()`` would give under the user's umask.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from qwenft.errors import OutputError
+
+_TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)(?:-.*)?$")
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+# native writers (safetensors, torch's zip writer) report OS errors inside their own exception types
+_WRITE_MESSAGES = (("no space left on device", "No space left on device"), ("os error 28", "No space left on device"),
+                   ("read-only file system", "Read-only file system"), ("os error 30", "Read-only file system"),
+                   ("disk quota exceeded", "Disk quota exceeded"), ("file write failed", "write failed"),
+                   ("permission denied", "Permission denied"))
+
+
+def umask() -> int:
+    """The process umask, read without changing it where /proc allows (changing it is not thread-safe)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def share_modes(root: Path) -> None:
+    """Give ``root`` and everything below the modes a plain ``open``/``mkdir`` would (0666/0777 minus umask)."""
+    mask = umask()
+    paths = [root, *root.rglob("*")] if root.is_dir() else [root]
+    for p in paths:
+        if p.is_symlink():
+            continue
+        try:
+            if p.is_dir():
+                os.chmod(p, 0o777 & ~mask)
+            else:
+                exe = p.stat().st_mode & 0o111
+                os.chmod(p, (0o666 | exe) & ~mask)
+        except OSError:
+            pass
+
+
+def write_problem(err: BaseException) -> str | None:
+    """'No space left on device' and the like when ``err`` is a failed write (not a bug), else None."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in _WRITE_ERRNOS:
+            return err.strerror or os.strerror(err.errno)
+        text = str(err).lower()
+        for needle, problem in _WRITE_MESSAGES:
+            if needle in text:
+                return problem
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def _raise_if_write_error(err: BaseException, dest: Path) -> None:
+    if isinstance(err, OutputError):
+        return  # already one line about the file that failed
+    problem = write_problem(err)
+    if problem is not None:
+        raise OutputError(f"cannot write {dest}: {problem} (the previous version is unchanged)") from err
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def recover(folder: str | os.PathLike) -> list[str]:
+    """Clean up after writers that died in ``folder``: drop their temp files/folders, and put back a folder
+    whose replacement stopped between its two renames. Returns what was done, for the log."""
+    folder = Path(folder)
+    done: list[str] = []
+    if not folder.is_dir():
+        return done
+    for entry in sorted(folder.iterdir()):
+        m = _TEMP.match(entry.name)
+        if m is None or _pid_alive(int(m.group("pid"))):
+            continue
+        dest = folder / m.group("name")
+        try:
+            if m.group("kind") == "old" and not dest.exists():
+                os.replace(entry, dest)  # the new version never arrived: the old one is the valid state
+                done.append(f"restored {dest.name} from an interrupted replacement")
+            elif entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+                done.append(f"removed {entry.name}")
+            else:
+                entry.unlink()
+                done.append(f"removed {entry.name}")
+        except OSError:
+            pass
+    return done
+
 
 @contextlib.contextmanager
 def atomic_dir(dest: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temp folder beside ``dest``; on success it replaces ``dest`` with one rename."""
+    """Yield a temp folder beside ``dest``; on success it replaces ``dest`` (two renames, see ``recover``)."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.tmp-"))
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.tmp-{os.getpid()}-"))
     try:
-        yield tmp
-        old = None
-        if dest.exists():
-            old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-            os.replace(dest, old)
-        os.replace(tmp, dest)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        try:
+            yield tmp
+            share_modes(tmp)
+            old = None
+            if dest.exists():
+                old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+                if old.exists():
+                    shutil.rmtree(old, ignore_errors=True)
+                os.replace(dest, old)
+            os.replace(tmp, dest)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        except Exception as err:
+            _raise_if_write_error(err, dest)
+            raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def atomic_write_text(dest: str | os.PathLike, text: str) -> None:
+def atomic_write_bytes(dest: str | os.PathLike, data: bytes) -> None:
+    """``dest`` holds ``data`` or its previous content, never a part; a full disk is an ``OutputError``."""
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.tmp-")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, dest)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.tmp-{os.getpid()}-")
+    except OSError as err:
+        _raise_if_write_error(err, dest)
+        raise
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~umask())
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, dest)
+    except BaseException as err:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        _raise_if_write_error(err, dest)
+        raise
+
+
+def atomic_write_text(dest: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(dest, text.encode("utf-8"))

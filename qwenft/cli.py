@@ -4,13 +4,23 @@ Each verb is a Hydra app whose root config is ``qwenft/conf/<verb>.yaml`` (shipp
 body is ``run(cfg)`` in ``qwenft.commands.<verb>``, so every verb takes the same overrides and writes a run
 directory. Hydra's own flags work too: ``--config-dir DIR`` adds a folder of your own configs in front of the
 shipped ones (``DIR/model/mine.yaml`` -> ``model=mine``), ``--cfg job`` prints the composed config.
+
+Before Hydra runs a job, the config is composed once here and validated (``qwenft.validation``), so a bad
+override or value is one ``error:`` line and exit 2 before a run dir exists or a model loads; errors during the
+job map to exit codes the same way (``exit_for``: 2 bad input, 3 an output could not be written, 128+N a signal).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import importlib
+import io
 import os
+import signal
 import sys
+from pathlib import Path
+from typing import NoReturn
 
 VERBS: dict[str, tuple[str, str]] = {
     # verb: (root config in qwenft/conf/, module whose run(cfg) does the work)
@@ -22,6 +32,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "answer": ("answer", "qwenft.commands.answer"),
     "evaluate": ("evaluate", "qwenft.commands.evaluate"),
     "report": ("report", "qwenft.commands.report"),
+    "serve": ("serve", "qwenft.commands.serve"),
 }
 
 
@@ -50,28 +61,211 @@ def main(argv: list[str] | None = None) -> None:
     import hydra
 
     from qwenft.config import conf_dir
-    from qwenft.errors import UserError
     from qwenft.warnings import quiet_known_warnings
 
     quiet_known_warnings()
+    guard = precheck(verb, config_name, rest)  # bad overrides/values: one line, exit 2, before any import or write
 
     target = importlib.import_module(module_name).run
 
     def run(cfg):  # noqa: ANN001 - Hydra passes a DictConfig
-        from hydra.errors import InstantiationException
-
         try:
+            from qwenft.validation import validate
+
+            validate(cfg, config_name)  # again inside Hydra: sweeps (-m) and ${hydra:...} values resolve here
+            check_outputs(cfg, config_name)
             return target(cfg)
-        except (UserError, InstantiationException) as err:
-            cause = err if isinstance(err, UserError) else err.__cause__  # hydra wraps a target's own errors
-            if not isinstance(cause, UserError):
-                raise
-            print(f"error: {cause}", file=sys.stderr)
-            raise SystemExit(2) from None
+        except BaseException as err:  # noqa: BLE001 - mapped to one line and an exit code, or re-raised
+            exit_for(err)
+            raise
 
     app = hydra.main(config_path=str(conf_dir()), config_name=config_name, version_base="1.3")(run)
     sys.argv = [sys.argv[0], *rest]  # a real program path: DDP children are launched from it
-    app()
+    try:
+        app()
+    except SystemExit as stop:
+        if stop.code == 2 and guard is not None:
+            guard.restore()  # a refused resume leaves the old run's .hydra/ and logs as they were
+        raise
+
+
+# ------------------------------------------------------------------------------------------ error handling
+
+#: errno values that mean "the output could not be written", not a bug: one line, exit 3.
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG})
+
+
+def fail(message: str, code: int) -> NoReturn:
+    # undecodable argv bytes arrive as lone surrogates: show them escaped rather than fail to print the error
+    print(message.encode("utf-8", "backslashreplace").decode("utf-8"), file=sys.stderr, flush=True)
+    raise SystemExit(code) from None
+
+
+def exit_for(err: BaseException) -> None:
+    """Exit with one line for errors that are the user's or the machine's, not qwenft's; else return (re-raise).
+
+    2: bad input (``UserError``); 3: an output could not be written (disk full, read-only); 128+N: stopped by
+    signal N (the last checkpoint is saved, nothing exported).
+    """
+    from hydra.errors import InstantiationException
+
+    from qwenft.errors import Interrupted, OutputError, UserError
+
+    if isinstance(err, SystemExit):
+        lightning = sys.modules.get("pytorch_lightning.utilities.exceptions")
+        if lightning is not None and isinstance(err, lightning.SIGTERMException):  # it would exit 0
+            fail("interrupted: SIGTERM before training started; nothing was exported", 128 + signal.SIGTERM)
+        return
+    if isinstance(err, InstantiationException) and err.__cause__ is not None:
+        err = err.__cause__  # hydra wraps a target's own errors
+    if isinstance(err, Interrupted):
+        fail(f"interrupted: {err}", err.exit_code)
+    if isinstance(err, UserError):
+        fail(f"error: {err}", err.exit_code)
+    if isinstance(err, OSError) and err.errno in WRITE_ERRNOS:
+        where = f"cannot write {err.filename}" if err.filename else "cannot write an output"
+        fail(f"error: {where}: {err.strerror or err} (the previous outputs are unchanged)", OutputError.exit_code)
+    if isinstance(err, KeyboardInterrupt):
+        fail("interrupted: SIGINT", 128 + signal.SIGINT)
+
+
+def check_outputs(cfg, config_name: str) -> None:  # noqa: ANN001 - DictConfig
+    """The folder a verb writes to must be writable before the work starts (read-only mount, a file there)."""
+    from omegaconf import OmegaConf
+
+    from qwenft.errors import UserError
+    from qwenft.validation import writable_dir_problem
+
+    key = {"train": "run_dir", "export": "run_dir"}.get(config_name, "out")
+    try:
+        value = OmegaConf.select(cfg, key, default=None)
+    except Exception:  # noqa: BLE001 - unresolvable here: the command resolves (and reports) it
+        return
+    if value and config_name != "answer":
+        problem = writable_dir_problem(value)
+        if problem:
+            raise UserError(f"{key}={value}: cannot write there: {problem}")
+
+
+class RunGuard:
+    """What a refused resume must not change in an old run dir: Hydra's ``.hydra/`` files and its logs.
+
+    Hydra writes ``.hydra/`` (and appends to ``<job>.log``) before the command starts; when the command then
+    refuses (exit 2: another tokenizer, other data), the old files are put back as they were.
+    """
+
+    def __init__(self, run_dir: Path, subdir: str | None) -> None:
+        self.run_dir = run_dir
+        self.files: dict[Path, bytes] = {}
+        self.logs: dict[Path, int] = {p: p.stat().st_size for p in run_dir.glob("*.log") if p.is_file()}
+        self.hydra_dir = run_dir / subdir if subdir else None
+        if self.hydra_dir is not None and self.hydra_dir.is_dir():
+            self.files = {p: p.read_bytes() for p in self.hydra_dir.iterdir() if p.is_file()}
+
+    def restore(self) -> None:
+        from qwenft.atomic import atomic_write_bytes
+
+        try:
+            if self.hydra_dir is not None and self.hydra_dir.is_dir():
+                for p in self.hydra_dir.iterdir():
+                    if p.is_file() and p not in self.files:
+                        p.unlink()
+            for p, data in self.files.items():
+                if not p.is_file() or p.read_bytes() != data:
+                    atomic_write_bytes(p, data)
+            for p in self.run_dir.glob("*.log"):
+                if p not in self.logs and p.is_file():
+                    p.unlink()
+            for p, size in self.logs.items():
+                if p.is_file() and p.stat().st_size > size:
+                    os.truncate(p, size)
+        except OSError:
+            pass  # best effort: the refusal itself was already reported
+
+
+def precheck(verb: str, config_name: str, rest: list[str]) -> RunGuard | None:
+    """Compose the config as Hydra will and validate it, before Hydra creates a run dir or a model loads.
+
+    Hydra's own errors (unknown key, bad override syntax, unknown group option) and every value rule of
+    ``qwenft.validation`` become one line and exit 2. Sweeps (``-m``) are checked value by value. Skipped for
+    ``--help``, ``--cfg`` and the like, which run no job. Returns the guard of an old run dir being resumed.
+    """
+    from hydra._internal.utils import get_args_parser
+
+    from qwenft.errors import UserError
+    from qwenft.validation import hydra_error_line, validate, writable_dir_problem
+
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            args = get_args_parser().parse_args(rest)
+    except SystemExit:
+        return None  # an argparse error: Hydra reports it itself
+    if args.help or args.hydra_help or args.info or args.shell_completion or args.cfg or args.config_path \
+            or args.experimental_rerun or (args.config_name and args.config_name != config_name):
+        return None
+    overrides = list(args.overrides)
+    try:
+        variants = sweep_variants(overrides) if args.multirun else [overrides]
+    except Exception as err:  # noqa: BLE001 - an override Hydra's grammar rejects
+        fail(f"error: {hydra_error_line(err, overrides)}", 2)
+    cfg = None
+    for variant in variants:
+        try:
+            from qwenft.config import compose
+
+            cfg = compose(config_name, variant, config_dirs=[args.config_dir] if args.config_dir else [],
+                          return_hydra_config=True)
+        except Exception as err:  # noqa: BLE001 - Hydra/OmegaConf composition errors
+            fail(f"error: {hydra_error_line(err, variant)}", 2)
+        try:
+            validate(cfg, config_name)
+        except UserError as err:
+            fail(f"error: {err}", 2)
+    if cfg is None:
+        return None
+    from omegaconf import OmegaConf
+
+    try:
+        subdir = OmegaConf.select(cfg, "hydra.output_subdir")
+        run_dir = OmegaConf.select(cfg, "hydra.sweep.dir" if args.multirun else "hydra.run.dir")
+    except Exception:  # noqa: BLE001 - left to Hydra
+        return None
+    if subdir is not None and run_dir:
+        problem = writable_dir_problem(run_dir)
+        if problem:
+            key = "hydra.sweep.dir" if args.multirun else "hydra.run.dir"
+            fail(f"error: {key}={run_dir}: cannot write there: {problem}", 2)
+    if verb == "train" and not args.multirun and run_dir and Path(run_dir).is_dir():
+        return RunGuard(Path(run_dir), subdir)
+    return None
+
+
+def sweep_variants(overrides: list[str], limit: int = 64) -> list[list[str]]:
+    """Override lists that together hold every value of every choice/range sweep (``seed=0,1,2``), each value
+    once, for checking before a sweep starts. Sweeps Hydra cannot enumerate (``interval``) are left out."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    base: list[str] = []
+    sweeps: list[tuple[str, list[str]]] = []
+    for text, ov in zip(overrides, parsed, strict=True):
+        if not ov.is_sweep_override():
+            base.append(text)
+            continue
+        try:
+            values = list(ov.sweep_string_iterator())
+        except Exception:  # noqa: BLE001 - interval sweeps (Optuna) cannot be listed
+            continue
+        if values:
+            sweeps.append((ov.get_key_element(), values))
+    first = [f"{k}={v[0]}" for k, v in sweeps]
+    variants = [base + first]
+    for i, (key, values) in enumerate(sweeps):
+        for value in values[1:]:
+            if len(variants) >= limit:
+                return variants
+            variants.append(base + first[:i] + [f"{key}={value}"] + first[i + 1:])
+    return variants
 
 
 if __name__ == "__main__":

@@ -12,11 +12,13 @@ import csv
 import json
 import math
 import statistics
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from qwenft.atomic import atomic_write_text
 from qwenft.errors import UserError
 
 
@@ -40,41 +42,94 @@ class Run:
 
 
 def _read_history(run_dir: Path) -> list[dict[str, float]]:
-    """Per-step metrics: ``history.jsonl`` if present, else Lightning's CSV logger ``metrics.csv``."""
+    """Per-step metrics: ``history.jsonl`` if present, else Lightning's CSV logger ``metrics.csv``.
+
+    A line that does not parse (a run killed mid-write) is skipped, not fatal: the curve loses one point.
+    """
     hist = run_dir / "history.jsonl"
     if hist.exists():
-        return [json.loads(line) for line in hist.read_text().splitlines() if line.strip()]
+        rows = []
+        for line in hist.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict):
+                rows.append({k: v for k, v in row.items() if isinstance(v, int | float) and not isinstance(v, bool)})
+        return rows
     for path in sorted(run_dir.rglob("metrics.csv")):
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8", errors="replace") as f:
             rows = []
             for row in csv.DictReader(f):
-                rows.append({k: float(v) for k, v in row.items() if v not in ("", None)})
+                values = {}
+                for k, v in row.items():
+                    try:
+                        values[k] = float(v)
+                    except (TypeError, ValueError):
+                        continue
+                rows.append(values)
             return rows
     return []
 
 
+class BrokenRun(Exception):
+    """A run directory that cannot be read; ``report`` names it and goes on with the others."""
+
+
+def _yaml(path: Path) -> dict:
+    try:
+        data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    except Exception as err:  # noqa: BLE001 - any YAML/OmegaConf failure makes the run unreadable
+        raise BrokenRun(f"{path.name} is unreadable ({str(err).splitlines()[0][:100] if str(err) else err})") \
+            from None
+    if not isinstance(data, dict):
+        raise BrokenRun(f"{path.name} is not a mapping")
+    return data
+
+
 def load_run(run_dir: Path) -> Run:
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    """One run directory, or ``BrokenRun`` naming the file that cannot be read."""
+    try:
+        metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:  # truncated by a kill, hand-edited, not UTF-8
+        raise BrokenRun(f"metrics.json is unreadable ({str(err).splitlines()[0][:100]})") from None
+    if not isinstance(metrics, dict):
+        raise BrokenRun("metrics.json does not hold an object")
     config, choices = {}, {}
     for candidate in (run_dir / ".hydra" / "config.yaml", run_dir / "config.yaml"):
         if candidate.exists():
-            config = OmegaConf.to_container(OmegaConf.load(candidate), resolve=False)
+            config = _yaml(candidate)
             break
     hydra_yaml = run_dir / ".hydra" / "hydra.yaml"
     if hydra_yaml.exists():
-        choices = dict(OmegaConf.load(hydra_yaml).hydra.runtime.choices)
+        found = OmegaConf.select(OmegaConf.create(_yaml(hydra_yaml)), "hydra.runtime.choices", default=None)
+        choices = dict(found) if found is not None else {}
     flat = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     return Run(run_dir, flat, config, {k: str(v) for k, v in choices.items()}, _read_history(run_dir))
 
 
-def find_runs(roots: list[str | Path]) -> list[Run]:
-    runs = []
+def find_runs(roots: list[str | Path], skipped: list[tuple[Path, str]] | None = None) -> list[Run]:
+    """Every run under ``roots``, each once (a run reached from two roots counts once). A run that cannot be
+    read is named on stderr and in ``skipped``, and left out; none readable at all is a ``UserError``."""
+    runs, seen = [], set()
+    skipped = skipped if skipped is not None else []
     for root in roots:
         root = Path(root)
         paths = [root] if (root / "metrics.json").exists() else sorted(p.parent for p in root.rglob("metrics.json"))
-        runs += [load_run(p) for p in paths]
+        for p in paths:
+            key = p.resolve()
+            if key in seen:
+                continue
+            seen.add(key)
+            try:
+                runs.append(load_run(p))
+            except BrokenRun as err:
+                skipped.append((p, str(err)))
     if not runs:
-        raise UserError(f"no run directories (with metrics.json) under {', '.join(map(str, roots))}")
+        extra = f" ({len(skipped)} unreadable: {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
+        raise UserError(f"no run directories (with metrics.json) under {', '.join(map(str, roots))}{extra}")
+    for path, why in skipped:
+        print(f"warning: skipping run {path}: {why}", file=sys.stderr)
     return runs
 
 
@@ -84,10 +139,13 @@ class Cell:
     std: float
     n: int
 
+    runs: int = 0  # runs in the group; when fewer of them have this metric, the cell says over how many
+
     def fmt(self, digits: int = 3) -> str:
         if math.isnan(self.mean):
             return "—"
-        return f"{self.mean:.{digits}f}" + (f" ± {self.std:.{digits}f}" if self.n > 1 else "")
+        return f"{self.mean:.{digits}f}" + (f" ± {self.std:.{digits}f}" if self.n > 1 else "") + \
+            (f" (n={self.n})" if self.runs and self.n < self.runs else "")
 
 
 def aggregate(runs: list[Run], group_by: list[str], metrics: list[str]) -> list[tuple[tuple[str, ...], dict[str, Cell], int]]:
@@ -102,7 +160,7 @@ def aggregate(runs: list[Run], group_by: list[str], metrics: list[str]) -> list[
             values = [r.metrics[m] for r in members if m in r.metrics and not math.isnan(r.metrics[m])]
             mean = statistics.fmean(values) if values else float("nan")
             std = statistics.stdev(values) if len(values) > 1 else 0.0
-            cells[m] = Cell(mean, std, len(values))
+            cells[m] = Cell(mean, std, len(values), len(members))
         table.append((key, cells, len(members)))
     return table
 
@@ -181,9 +239,9 @@ def report(roots: list[str | Path], group_by: list[str], metrics: list[str], out
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     md = to_markdown(table, group_by, metrics, digits)
-    (out / "table.md").write_text(md)
-    (out / "table.tex").write_text(to_latex(table, group_by, metrics, digits))
-    (out / "table.json").write_text(json.dumps(
+    atomic_write_text(out / "table.md", md)
+    atomic_write_text(out / "table.tex", to_latex(table, group_by, metrics, digits))
+    atomic_write_text(out / "table.json", json.dumps(
         [{"group": dict(zip(group_by, key, strict=True)), "n": n,
           **{m: {"mean": c.mean, "std": c.std, "n": c.n} for m, c in cells.items()}} for key, cells, n in table],
         indent=2))

@@ -256,8 +256,10 @@ def test_evaluate_writes_one_table_and_keeps_text_out_of_wandb(tmp_path, monkeyp
     assert by[("decomposition", "per_prompt")]["same_as"] == "per_question"
     assert by[("rag_fusion", "per_question")]["generate_calls"] == 2.0
     table = (tmp_path / "run" / "table.md").read_text()
-    assert table.count("\n") == 2 + len(rows) and "| rag_fusion | per_prompt (= per_question) |" in table
-    assert json.loads((tmp_path / "run" / "metrics.json").read_text()) == json.loads(json.dumps(rows))
+    means = table.split("\n\n")[0].splitlines()  # the table of means; paired differences follow
+    assert len(means) == 2 + len(rows) and "| rag_fusion | per_prompt (= per_question) | 2 |" in table
+    assert "Paired difference to decomposition" in table
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["rows"] == json.loads(json.dumps(rows))
     assert len((tmp_path / "run" / "predictions.jsonl").read_text().splitlines()) == 2 * 4  # 4 runs x 2 prompts
     wandb_files = [f for f in (tmp_path / "run" / "wandb").rglob("*") if f.is_file()]
     assert wandb_files

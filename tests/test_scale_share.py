@@ -39,13 +39,16 @@ def test_a_users_config_folder_adds_options(tmp_path):
 def test_loggers_best_checkpoint_export_and_model_card(tmp_path):
     run = tmp_path / "run"
     args = [o for o in TINY if not o.startswith("logger=")]
-    out = qwenft("train", *args, "logger=[csv,tensorboard,mlflow]", f"logger.mlflow.tracking_uri=file:{tmp_path}/mlruns",
+    out = qwenft("train", *args, "logger=[csv,tensorboard,mlflow]", f"logger.mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
                  "trainer.max_steps=4", "trainer.val_check_interval=2", "export.checkpoint=best",
                  f"hydra.run.dir={run}", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     assert list((run / "tensorboard").rglob("events.out.tfevents.*"))
-    assert any(p.name == "val" for p in (tmp_path / "mlruns").rglob("metrics/*")) or \
-        list((tmp_path / "mlruns").rglob("metrics/val/new_word_nll"))
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "mlflow.db") as db:
+        logged = {k for (k,) in db.execute("select distinct key from metrics")}
+    assert {"val/new_word_nll", "val/loss", "train/loss"} <= logged
     assert (run / "csv").is_dir() and (run / "checkpoints" / "best.ckpt").is_file()
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["export/checkpoint"].endswith("best.ckpt")

@@ -1,46 +1,71 @@
-"""A clinical data set x strategies -> ONE metrics table (markdown + JSON), W&B optional.
+"""A clinical data set x strategies x budgets -> ONE table of means with 95 % confidence intervals.
 
-    qwenft evaluate model=offline n_prompts=12 "strategies=[whole_prompt,decomposition,multi_query]" k=2
+    qwenft evaluate model=offline eval_data=medquad eval_data.path=/data/medquad.jsonl.gz n_prompts=100 \\
+        "strategies=[whole_prompt,decomposition,pool_rerank]" k=5
 
-Strategies are compared at equal retrieval budget both ways (see ``strategies.py``): ``per_question`` (k
-documents per question; the whole-prompt baseline gets k) and ``per_prompt`` (k x n per prompt of n questions;
-the baseline reads them all, a per-question strategy k for each question). A per-question strategy reads the
-same documents under both budgets, so it is run once and its row repeated (``same_as``); without a retriever
-every strategy is run once. Prompts and generations stay in the run directory (``predictions.jsonl``); they go
-to W&B only with ``log_text=true`` -- by default W&B gets the numbers and the config.
+* **Data** (``eval_data=``): the bundled synthetic set (``demo``, or any clinical file as ``data_path=``), or a
+  real data set built from the user's files (``qwenft.clinical.datasets``: MedQuAD, AgentClinic, K-QA, MIRAGE);
+  a data set that comes with a knowledge base (MedQuAD) is searched through the configured retriever.
+* **Budgets**, compared both ways (see ``strategies.py``): ``per_question`` (k documents per question; the
+  whole-prompt baseline gets k) and ``per_prompt`` (k x n per prompt of n questions; the baseline reads them all,
+  a per-question strategy k for each question). A per-question strategy reads the same documents under both
+  budgets, so it is run once and its row repeated (``same_as``); without a retriever every strategy runs once.
+* **Uncertainty**: every metric is a mean over prompts with a 95 % percentile-bootstrap interval over prompts
+  (``qwenft.metrics.bootstrap``, seeded), its ``n``, and the paired difference of every strategy to
+  ``reference_strategy`` at the same budget with its own interval (the same resampled prompts on both sides).
+* **Resumable**: each finished prompt is appended to ``predictions.cache.jsonl`` in ``out``, keyed by (prompt
+  content, strategy and its settings, budget, model/retrieval/generation config); rerunning with the same
+  ``out=`` skips what is there. The key covers configs, not weight bytes: retrained weights at the same path
+  need a fresh ``out``. ``table.md``, ``metrics.json`` and ``predictions.jsonl`` are written atomically at the end.
+* ``retrieval_only=true``: no model is loaded; strategies that retrieve without the model (``whole_prompt``,
+  ``decomposition``, ``pool_rerank``) are scored on retrieval alone (recall@k, hit@k, MRR). The documents are
+  the ones the full run would read (tests check it against ``answer``).
+
+Prompts and generations stay in the run directory; they go to W&B only with ``log_text=true``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import logging
 import math
+import sys
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from qwenft.clinical.output import Answer, Response
 from qwenft.clinical.parse import Parsed
 from qwenft.clinical.strategies import BUDGETS, Strategy, answer
 from qwenft.config import conf_dir
 from qwenft.errors import UserError
-from qwenft.metrics.clinical import aggregate, score_prediction
+from qwenft.metrics.bootstrap import Estimate, bootstrap_mean, paired_difference
+from qwenft.metrics.clinical import score_prediction
 
 log = logging.getLogger(__name__)
 
-METRICS = ("summary_rougeL", "answer_rougeL", "answer_f1", "coverage", "format_valid", "recall_at_k", "mrr",
-           "new_term_recall")
+METRICS = ("summary_rougeL", "answer_rougeL", "answer_f1", "coverage", "format_valid", "recall_at_k", "hit_at_k",
+           "mrr", "new_term_recall", "diagnosis_match", "must_have_coverage", "contradiction", "mc_accuracy")
+RETRIEVAL_METRICS = ("recall_at_k", "hit_at_k", "mrr")
 COSTS = ("queries_per_prompt", "docs_per_prompt", "generate_calls", "sec_per_prompt")
 HEADERS = {"summary_rougeL": "summary R-L", "answer_rougeL": "answer R-L", "answer_f1": "answer F1",
-           "coverage": "coverage", "format_valid": "format ok", "recall_at_k": "recall@k", "mrr": "MRR",
-           "new_term_recall": "new-term recall", "queries_per_prompt": "queries", "docs_per_prompt": "docs read",
-           "generate_calls": "gen calls", "sec_per_prompt": "s/prompt"}
+           "coverage": "coverage", "format_valid": "format ok", "recall_at_k": "recall@k", "hit_at_k": "hit@k",
+           "mrr": "MRR", "new_term_recall": "new-term recall", "diagnosis_match": "diagnosis",
+           "must_have_coverage": "must-have cov.", "contradiction": "contradiction", "mc_accuracy": "MC accuracy",
+           "queries_per_prompt": "queries", "docs_per_prompt": "docs read", "generate_calls": "gen calls",
+           "sec_per_prompt": "s/prompt"}
 
 
 def load_strategy(name: str, selected: DictConfig | None = None) -> Strategy:
-    """``conf/strategy/<name>.yaml`` -- or the composed ``decomposition`` group when it is that one, so
-    overrides such as ``strategy.n_queries=5`` apply to it."""
+    """``conf/strategy/<name>.yaml`` -- or the composed ``strategy`` group when it is that one, so overrides
+    such as ``strategy.n_queries=5`` apply to it."""
     if selected is not None and selected.get("name") == name:
         return instantiate(selected)
     path = conf_dir() / "strategy" / f"{name}.yaml"
@@ -48,6 +73,49 @@ def load_strategy(name: str, selected: DictConfig | None = None) -> Strategy:
         known = sorted(p.stem for p in path.parent.glob("*.yaml"))
         raise UserError(f"strategies: unknown strategy {name!r} (known: {', '.join(known)})")
     return instantiate(OmegaConf.load(path))
+
+
+def needs_model_to_retrieve(strategy: Strategy) -> bool:
+    """Strategies whose queries the model writes (multi_query, rag_fusion, step_back, hyde)."""
+    return bool(strategy.rewrite_prompt) and not hasattr(strategy, "retrieve")
+
+
+def retrieve_only(parsed: Parsed, strategy: Strategy, retriever, k: int, budget: str) -> dict:
+    """The documents each question would read, without a model: the retrieval half of ``answer`` for
+    strategies that write no queries (``retrieval_only=true``)."""
+    from qwenft.clinical.strategies import docs_per_query
+
+    if hasattr(strategy, "retrieve"):
+        return strategy.retrieve(parsed, retriever, k, budget)
+    if needs_model_to_retrieve(strategy):
+        raise UserError(f"strategy {strategy.name} writes its queries with the model: not with retrieval_only=true")
+    scenario, questions = parsed.units()
+    per_query = docs_per_query(budget, k, len(questions), strategy.whole_prompt)
+
+    def search(queries: list[str]) -> list[str]:
+        if retriever is None or per_query <= 0:
+            return []
+        return strategy.fuse([retriever.search(q, per_query) for q in queries], per_query)
+
+    trace = {"strategy": strategy.name, "budget": budget, "retrieval": retriever is not None,
+             "docs_per_query": per_query, "rewrites": [], "generate_calls": 0, "format_valid": True}
+    if strategy.whole_prompt:
+        query = " ".join([scenario, *questions]).strip()
+        trace["queries"] = [[query]] * len(questions)
+        trace["retrieved"] = [search([query])] * len(questions)
+    else:
+        trace["queries"] = [strategy.queries(scenario, q, None) for q in questions]
+        trace["retrieved"] = [search(qs) for qs in trace["queries"]]
+    return trace
+
+
+def answer_prompt(parsed: Parsed, strategy: Strategy, loaded, retriever, k: int, budget: str,
+                  gen: dict) -> tuple[Response, dict]:
+    """A strategy that answers a whole prompt itself (``pool_rerank``) does; the others go through ``answer``."""
+    own = getattr(strategy, "answer_prompt", None)
+    if own is not None:
+        return own(parsed, loaded.model, loaded.tokenizer, loaded.instruct, retriever, k, budget, gen)
+    return answer(parsed, strategy, loaded.model, loaded.tokenizer, loaded.instruct, retriever, k, budget, gen)
 
 
 def _costs(trace: dict, whole_prompt: bool) -> dict[str, float]:
@@ -59,76 +127,261 @@ def _costs(trace: dict, whole_prompt: bool) -> dict[str, float]:
             "generate_calls": float(trace["generate_calls"])}
 
 
+# ------------------------------------------------------------------------------------------ prediction cache
+
+
+def digest(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
+
+
+def prediction_key(record: dict, strategy: Strategy, budget: str, settings: str) -> str:
+    """(prompt content, strategy class and settings, budget, run settings) -> one key."""
+    described = {"class": f"{type(strategy).__module__}.{type(strategy).__qualname__}",
+                 **dataclasses.asdict(strategy)}
+    return digest({"record": record, "strategy": described, "budget": budget, "settings": settings})
+
+
+class PredictionCache:
+    """Append-only JSONL of finished prompts. A line cut short by a kill is ignored (and rewritten later)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path, self.entries = path, {}
+        self._newline = False  # a killed run may have left half a line: the next entry starts on a fresh one
+        if path is not None and path.is_file():
+            text = path.read_text(encoding="utf-8", errors="replace")
+            self._newline = bool(text) and not text.endswith("\n")
+            for line in text.splitlines():
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(entry, dict) and "key" in entry:
+                    self.entries[entry["key"]] = entry
+        self.resumed = len(self.entries)
+
+    def get(self, key: str) -> dict | None:
+        return self.entries.get(key)
+
+    def add(self, entry: dict) -> None:
+        self.entries[entry["key"]] = entry
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(("\n" if self._newline else "") + json.dumps(entry, ensure_ascii=False) + "\n")
+            f.flush()
+        self._newline = False
+
+
+# ------------------------------------------------------------------------------------------------ evaluation
+
+
+@dataclass
+class Evaluation:
+    """Rows (strategy x budget: mean, CI and n per metric), paired differences to the reference, every
+    prediction, and notes for the table."""
+
+    rows: list[dict]
+    differences: list[dict]
+    predictions: list[dict]
+    reference: str | None
+    notes: list[str] = field(default_factory=list)
+    resumed: int = 0
+
+
+def _summarise(scores: list[dict], keys: tuple[str, ...], n_resamples: int, confidence: float,
+               seed: int) -> dict[str, Estimate]:
+    return {m: bootstrap_mean([s.get(m, math.nan) for s in scores], n_resamples, confidence, seed) for m in keys}
+
+
 def evaluate(records: list[dict], strategies: list[Strategy], loaded, retriever, k: int, budgets: list[str],
-             gen: dict, new_words: list[str] | None = None) -> tuple[list[dict], list[dict]]:
-    """(one row per strategy x budget, one prediction per prompt x strategy x budget actually run)."""
+             gen: dict, new_words: list[str] | None = None, *, reference: str | None = "decomposition",
+             cache: PredictionCache | None = None, settings: str = "", retrieval_only: bool = False,
+             progress: bool = True, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0,
+             on_prompt: Callable[[dict], None] | None = None) -> Evaluation:
+    """Run (or resume) every strategy x budget over ``records`` and summarise with intervals."""
+    from tqdm.auto import tqdm
+
     for b in budgets:
         if b not in BUDGETS:
             raise UserError(f"budgets: {b!r} is not one of {', '.join(BUDGETS)}")
-    rows, predictions = [], []
+    cache = cache or PredictionCache(None)
+    notes: list[str] = []
+    if retrieval_only:
+        if retriever is None:
+            raise UserError("retrieval_only=true needs a retriever (retrieval=bm25, dense or hybrid)")
+        skipped = [s.name for s in strategies if needs_model_to_retrieve(s)]
+        if skipped:
+            notes.append(f"retrieval_only: {', '.join(skipped)} skipped (their queries are written by the model)")
+            strategies = [s for s in strategies if not needs_model_to_retrieve(s)]
+    keys = RETRIEVAL_METRICS if retrieval_only else METRICS
+    rows, predictions, per_prompt = [], [], {}
     for strategy in strategies:
         first_budget = None
         for budget in budgets:
             if first_budget is not None and (retriever is None or not strategy.whole_prompt):
-                rows.append({**next(r for r in rows if r["strategy"] == strategy.name and r["budget"] == first_budget),
-                             "budget": budget, "same_as": first_budget})
+                same = next(r for r in rows if r["strategy"] == strategy.name and r["budget"] == first_budget)
+                rows.append({**same, "budget": budget, "same_as": first_budget})
+                per_prompt[(strategy.name, budget)] = per_prompt[(strategy.name, first_budget)]
                 continue
             first_budget = first_budget or budget
             scores = []
-            for rec in records:
+            bar = tqdm(records, desc=f"{strategy.name} {budget}", unit="prompt", disable=not progress,
+                       file=sys.stderr, leave=False)
+
+            def predict(rec: dict, strategy: Strategy = strategy, budget: str = budget) -> dict:
+                parsed = Parsed(rec["scenario"], rec["questions"])
                 start = time.perf_counter()
-                resp, trace = answer(Parsed(rec["scenario"], rec["questions"]), strategy, loaded.model,
-                                     loaded.tokenizer, loaded.instruct, retriever, k, budget, gen)
-                seconds = time.perf_counter() - start
-                scores.append({**score_prediction(resp, rec, trace, new_words), **_costs(trace, strategy.whole_prompt),
-                               "sec_per_prompt": seconds})
-                predictions.append({"id": rec.get("id"), "strategy": strategy.name, "budget": budget,
-                                    "response": resp.to_dict(), "queries": trace["queries"],
-                                    "rewrites": trace["rewrites"], "scores": scores[-1]})
+                if retrieval_only:
+                    trace = retrieve_only(parsed, strategy, retriever, k, budget)
+                    resp = Response("", [Answer(q, "", ids) for q, ids in
+                                         zip(parsed.units()[1], trace["retrieved"], strict=True)])
+                else:
+                    resp, trace = answer_prompt(parsed, strategy, loaded, retriever, k, budget, gen)
+                return {"key": prediction_key(rec, strategy, budget, settings), "id": rec.get("id"),
+                        "strategy": strategy.name, "budget": budget, "response": resp.to_dict(),
+                        "seconds": time.perf_counter() - start,
+                        "trace": {t: trace.get(t) for t in ("queries", "rewrites", "retrieved", "pool",
+                                                             "retrieval", "generate_calls", "format_valid")}}
+
+            # an engine that batches across requests (vLLM) gets several prompts in flight; results still come
+            # back (and are cached, scored) in record order
+            workers = 1 if retrieval_only else max(int(getattr(loaded, "parallel", 1) or 1), 1)
+            todo = [rec for rec in records if cache.get(prediction_key(rec, strategy, budget, settings)) is None]
+            pool = ThreadPoolExecutor(workers) if workers > 1 and len(todo) > 1 else None
+            ahead = iter(pool.map(predict, todo)) if pool is not None else None
+            started = time.perf_counter()
+            try:
+                for rec in bar:
+                    key = prediction_key(rec, strategy, budget, settings)
+                    entry = cache.get(key)
+                    if entry is None:
+                        entry = next(ahead) if ahead is not None else predict(rec)
+                        cache.add(entry)
+                        if on_prompt is not None:
+                            on_prompt(entry)
+                    trace = entry["trace"]
+                    scored = score_prediction(Response.from_dict(entry["response"]), rec, trace, new_words)
+                    scores.append({**{m: scored[m] for m in keys}, **_costs(trace, strategy.whole_prompt),
+                                   "sec_per_prompt": float(entry["seconds"])})
+                    predictions.append({k_: entry[k_] for k_ in ("id", "strategy", "budget", "response")}
+                                       | {"queries": trace["queries"], "rewrites": trace["rewrites"],
+                                          "scores": scores[-1]})
+            finally:
+                if pool is not None:
+                    pool.shutdown(wait=True, cancel_futures=True)
+            bar.close()
+            if pool is not None:
+                notes.append(f"{strategy.name} {budget}: {len(todo)} prompts answered {workers} at a time by "
+                             f"{getattr(loaded, 'name', '?')} in {time.perf_counter() - started:.1f} s; s/prompt is "
+                             "each prompt's own latency")
+            per_prompt[(strategy.name, budget)] = scores
+            est = _summarise(scores, keys, n_resamples, confidence, seed)
+            costs = {c: sum(s[c] for s in scores) / len(scores) if scores else math.nan for c in COSTS}
             rows.append({"strategy": strategy.name, "budget": budget, "n_prompts": len(records), "k": k,
-                         **aggregate(scores), "same_as": None})
-            log.info("%s", {m: rows[-1][m] for m in ("strategy", "budget", *METRICS)})
-    return rows, predictions
+                         **{m: e.mean for m, e in est.items()}, **costs,
+                         "ci": {m: [e.lo, e.hi] for m, e in est.items()}, "n": {m: e.n for m, e in est.items()},
+                         "same_as": None})
+            log.info("%s %s: %s", strategy.name, budget,
+                     {m: round(e.mean, 3) for m, e in est.items() if not math.isnan(e.mean)})
+    differences = []
+    names = [s.name for s in strategies]
+    if reference and reference in names:
+        for row in rows:
+            ref = per_prompt.get((reference, row["budget"]))
+            if row["strategy"] == reference or ref is None:
+                continue
+            mine = per_prompt[(row["strategy"], row["budget"])]
+            differences.append({"strategy": row["strategy"], "budget": row["budget"], "reference": reference,
+                                **{m: paired_difference([s.get(m, math.nan) for s in mine],
+                                                        [s.get(m, math.nan) for s in ref],
+                                                        n_resamples, confidence, seed).to_dict() for m in keys}})
+    elif reference:
+        notes.append(f"reference_strategy={reference} is not among the strategies: no paired differences")
+    return Evaluation(rows, differences, predictions, reference if differences else None, notes, cache.resumed)
 
 
-def _cell(value, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+# --------------------------------------------------------------------------------------------------- tables
+
+
+def _num(value: float, digits: int = 3) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def _with_ci(mean: float, lo: float, hi: float, n: int, n_all: int | None = None, signed: bool = False) -> str:
+    if mean is None or math.isnan(mean):
         return "–"
-    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+    fmt = "+.3f" if signed else ".3f"
+    text = f"{mean:{fmt}}" + ("" if math.isnan(lo) else f" [{lo:{fmt}}, {hi:{fmt}}]")
+    return text + (f" (n={n})" if n_all is not None and n != n_all else "")
 
 
-def markdown_table(rows: list[dict]) -> str:
-    """One line per strategy x budget; ``–`` where a metric does not apply (no retriever / no gold docs)."""
-    cols = [*METRICS, *COSTS]
-    head = "| strategy | budget | " + " | ".join(HEADERS[c] for c in cols) + " |"
-    lines = [head, "|---|---|" + "---:|" * len(cols)]
+def shown_metrics(rows: list[dict]) -> list[str]:
+    """Metrics that apply to at least one row (the others would be a column of dashes)."""
+    return [m for m in METRICS if any(not math.isnan(r.get(m, math.nan)) for r in rows)]
+
+
+def markdown_table(rows: list[dict], differences: list[dict] | None = None, reference: str | None = None,
+                   confidence: float = 0.95) -> str:
+    """Means with [CI] per strategy x budget (``n`` prompts; ``(n=..)`` where a metric applies to fewer), the
+    costs, then the paired differences to ``reference`` (``*``: the interval excludes 0)."""
+    metrics = shown_metrics(rows)
+    cols = [HEADERS[m] for m in metrics] + [HEADERS[c] for c in COSTS]
+    lines = ["| strategy | budget | n | " + " | ".join(cols) + " |", "|---|---|---:|" + "---:|" * len(cols)]
     for r in rows:
         budget = r["budget"] + (f" (= {r['same_as']})" if r.get("same_as") else "")
-        cells = [_cell(r.get(c), 3 if c in METRICS else 1) for c in cols]
-        lines.append(f"| {r['strategy']} | {budget} | " + " | ".join(cells) + " |")
+        cells = [_with_ci(r[m], *r["ci"][m], r["n"][m], r["n_prompts"]) for m in metrics]
+        cells += [_num(r.get(c), 1) if c != "sec_per_prompt" else _num(r.get(c), 3 if r.get(c, 1) < 1 else 1)
+                  for c in COSTS]
+        lines.append(f"| {r['strategy']} | {budget} | {r['n_prompts']} | " + " | ".join(cells) + " |")
+    if differences:
+        lines += ["", f"Paired difference to {reference} at the same budget, mean [{confidence:.0%} CI] over the "
+                  "same prompts; * = the interval excludes 0.", "",
+                  "| strategy | budget | " + " | ".join(HEADERS[m] for m in metrics) + " |",
+                  "|---|---|" + "---:|" * len(metrics)]
+        for d in differences:
+            cells = []
+            for m in metrics:
+                e = d[m]
+                text = _with_ci(e["mean"], e["lo"], e["hi"], e["n"], signed=True)
+                cells.append(text + ("*" if Estimate(**e).excludes_zero() else ""))
+            lines.append(f"| {d['strategy']} | {d['budget']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def log_wandb(cfg: DictConfig, out: Path, rows: list[dict], predictions: list[dict], records: list[dict]) -> None:
-    """Numbers and config only; prompts and generations only with ``log_text=true``."""
+def log_wandb(cfg: DictConfig, out: Path, result: Evaluation, records: list[dict]) -> None:
+    """Numbers (means, interval bounds, n) and config only; prompts and generations only with ``log_text=true``."""
     import wandb
 
-    cols = ["strategy", "budget", *METRICS, *COSTS]
+    metrics = shown_metrics(result.rows)
+    cols = ["strategy", "budget", "n_prompts"] + [f"{m}{s}" for m in metrics for s in ("", "_lo", "_hi")] + list(COSTS)
     wb = cfg.logger.wandb
     run = wandb.init(project=wb.get("project") or "qwenft", name=wb.get("name"), dir=str(out), group=wb.get("group"),
                      tags=list(wb.get("tags") or []), job_type="evaluate",
                      mode="offline" if wb.get("offline", True) else "online",
                      config={"model": cfg.model.get("_target_"), "k": cfg.k, "n_prompts": len(records),
-                             "strategies": sorted({r["strategy"] for r in rows}),
-                             "budgets": sorted({r["budget"] for r in rows}),
-                             "retrieval": cfg.retrieval.get("_target_"), "generation": OmegaConf.to_container(cfg.generation, resolve=True)})
-    run.log({"clinical_metrics": wandb.Table(columns=cols, data=[[r.get(c) for c in cols] for r in rows])})
-    for r in rows:
-        for m in METRICS:
+                             "eval_data": cfg.eval_data.get("_target_"),
+                             "strategies": sorted({r["strategy"] for r in result.rows}),
+                             "budgets": sorted({r["budget"] for r in result.rows}),
+                             "reference_strategy": result.reference,
+                             "retrieval": cfg.retrieval.get("_target_"),
+                             "generation": OmegaConf.to_container(cfg.generation, resolve=True)})
+
+    def values(r: dict) -> list:
+        return [r["strategy"], r["budget"], r["n_prompts"]] + [
+            v for m in metrics for v in (r[m], *r["ci"][m])] + [r.get(c) for c in COSTS]
+
+    run.log({"clinical_metrics": wandb.Table(columns=cols, data=[values(r) for r in result.rows])})
+    for r in result.rows:
+        for m in metrics:
             run.summary[f"{r['strategy']}/{r['budget']}/{m}"] = r[m]
+            run.summary[f"{r['strategy']}/{r['budget']}/{m}_ci"] = r["ci"][m]
+    for d in result.differences:
+        for m in metrics:
+            run.summary[f"{d['strategy']}/{d['budget']}/{m}_minus_{d['reference']}"] = d[m]["mean"]
     if cfg.log_text:
         by_id = {rec.get("id"): rec for rec in records}
         data = [[p["strategy"], p["budget"], by_id[p["id"]]["scenario"], json.dumps(p["response"])]
-                for p in predictions]
+                for p in result.predictions]
         run.log({"clinical_samples": wandb.Table(columns=["strategy", "budget", "scenario", "response"], data=data)})
     run.finish()

@@ -37,7 +37,8 @@ class GenerationSettings:
 
     @classmethod
     def from_dict(cls, values: dict | None) -> GenerationSettings:
-        return cls(**(values or {}))
+        # ``engine`` and ``vllm`` say where to generate (qwenft.clinical.engines), not how: not decoding settings
+        return cls(**{k: v for k, v in (values or {}).items() if k not in ("engine", "vllm")})
 
 
 def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,7 +103,9 @@ def generate_batch(model, tokenizer, prompts: list[str], instruct: bool, max_new
     try:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cpu"):
             if shared:  # one prefill of the common prefix, its cache shared by every row
-                cache = model(input_ids=ids[:1, :shared], use_cache=True).cache
+                # logits_to_keep=1: the head (151 936 wide) only for the last prefix position, which is all a
+                # cache needs; over the whole prefix it would cost prefix x vocab floats (18 GB for 200 KB)
+                cache = model(input_ids=ids[:1, :shared], use_cache=True, logits_to_keep=1).cache
                 cache.batch_repeat_interleave(len(seqs))
                 kwargs["cache"] = cache
             out = model.generate(input_ids=ids, attention_mask=mask, **kwargs)

@@ -33,8 +33,8 @@ class EmptyPromptError(UserError, ValueError):
 
 # marker style -> pattern; the body must start with a non-space character after at least one space
 _MARKERS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("q", re.compile(r"^\s*(?:Q|Question)\s*(?P<n>\d{1,3})\s*[:.)\-–]\s*(?P<body>\S.*)$", re.IGNORECASE)),
-    ("number", re.compile(r"^\s*(?:(?P<n>\d{1,3})\s*[.)]|\(\s*(?P<n2>\d{1,3})\s*\))\s+(?P<body>\S.*)$")),
+    ("q", re.compile(r"^\s*(?:Q|Question)\s*(?P<n>\d{1,4})\s*[:.)\-–]\s*(?P<body>\S.*)$", re.IGNORECASE)),
+    ("number", re.compile(r"^\s*(?:(?P<n>\d{1,4})\s*[.)]|\(\s*(?P<n2>\d{1,4})\s*\))\s+(?P<body>\S.*)$")),
     ("lower", re.compile(r"^\s*(?:(?P<n>[a-z])\s*[.)]|\(\s*(?P<n2>[a-z])\s*\))\s+(?P<body>\S.*)$")),
     ("upper", re.compile(r"^\s*(?:(?P<n>[A-Z])\s*[.)]|\(\s*(?P<n2>[A-Z])\s*\))\s+(?P<body>\S.*)$")),
     ("bullet", re.compile(r"^\s*[-*•‣◦–—+]\s+(?P<body>\S.*)$")),

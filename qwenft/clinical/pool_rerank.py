@@ -8,7 +8,8 @@ budget as ``decomposition`` (k documents per question, k x n per prompt):
 
 1. the whole prompt (scenario + all questions, exactly the ``whole_prompt`` query) retrieves a pool of
    ``pool_factor`` x k x n documents;
-2. each question's own query (``query_template``, as ``decomposition``) ranks the knowledge base to ``depth``;
+2. each question's own query (``query_template``; the shipped config uses the question alone, since every pool
+   document is already about the scenario) ranks the knowledge base to ``depth``;
    the pool is reordered by that ranking (``mode: question``), or by reciprocal rank fusion of the pool rank
    and the question rank (``mode: rrf``, ``rrf_k``); pool documents the question's ranking does not reach keep
    their pool order, after the others;
@@ -19,8 +20,9 @@ It needs no model for retrieval (no rewrites) and works with any retriever (BM25
 ``search``. Two retrieval passes per question (pool + own ranking) is its cost.
 
 It answers a prompt itself (:meth:`PoolRerank.answer_prompt`), which ``qwenft evaluate`` calls; the generic
-``qwenft.clinical.strategies.answer`` has no hook for a prompt-level pool, so it refuses this strategy with a
-clear error instead of silently running ``decomposition``.
+``qwenft.clinical.strategies.answer`` has no hook for a prompt-level pool, so with a retriever it refuses this
+strategy with a clear error instead of silently running ``decomposition`` (without one -- the training
+callback -- there is no pool to build and it is ``decomposition``).
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class PoolRerank(Strategy):
     """See the module docstring; ``depth``, ``mode``, ``pool_factor`` and ``rrf_k`` are its knobs."""
 
     name: str = "pool_rerank"
+    query_template: str = "{question}"
     mode: str = "question"
     depth: int = 1000
     pool_factor: int = 1
@@ -65,7 +68,9 @@ class PoolRerank(Strategy):
         if self.depth < 1 or self.pool_factor < 1:
             raise UserError(f"strategy.depth={self.depth}, pool_factor={self.pool_factor}: both must be >= 1")
 
-    def queries(self, scenario: str, question: str, rewrite: str | None = None) -> list[str]:
+    def rewrite_requests(self, scenario: str, questions: list[str]) -> list[str]:
+        """Reached only through the generic ``answer`` *with* a retriever, which cannot build the pool: refuse.
+        Without a retriever (e.g. the training callback) pool_rerank is decomposition, and runs as such."""
         raise UserError("strategy=pool_rerank needs the whole prompt's pool: it runs in `qwenft evaluate`; "
                         "for `qwenft answer` use strategy=decomposition or whole_prompt")
 

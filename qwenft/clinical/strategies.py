@@ -22,10 +22,12 @@ total a per-question strategy reads over the prompt (k for each of its n questio
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import ClassVar
 
+from qwenft.clinical.engines import Engine
 from qwenft.clinical.generate import GenerationSettings, generate_batch
 from qwenft.clinical.output import Answer, Response, parse_response
 from qwenft.clinical.parse import Parsed
@@ -149,8 +151,10 @@ def answer(parsed: Parsed, strategy: Strategy, model, tokenizer, instruct: bool,
            budget: str = "per_question", gen: dict | None = None) -> tuple[Response, dict]:
     """Answer one parsed prompt; returns the response and a trace of what was asked and retrieved.
 
-    The trace holds ``queries`` and ``retrieved`` per question (for recall@k / MRR), the model's ``rewrites``,
-    ``generate_calls`` and ``format_valid`` (whether a whole-prompt response had the expected shape).
+    ``model`` is a transformers model (batched ``generate``) or an :class:`~qwenft.clinical.engines.Engine`
+    (``engine.model``: vLLM's, or the HF engine's own model). The trace holds ``queries`` and ``retrieved`` per
+    question (for recall@k / MRR), the model's ``rewrites``, ``generate_calls`` and ``format_valid`` (whether a
+    whole-prompt response had the expected shape).
     """
     settings = GenerationSettings.from_dict(gen)
     scenario, questions = parsed.units()
@@ -162,8 +166,10 @@ def answer(parsed: Parsed, strategy: Strategy, model, tokenizer, instruct: bool,
 
     def generate(prompts: list[str], max_new_tokens: int) -> list[str]:
         trace["generate_calls"] += 1
-        return generate_batch(model, tokenizer, prompts, instruct, **{**vars(settings),
-                                                                         "max_new_tokens": max_new_tokens})
+        step = dataclasses.replace(settings, max_new_tokens=max_new_tokens)
+        if isinstance(model, Engine):
+            return model.complete(prompts, step)
+        return generate_batch(model, tokenizer, prompts, instruct, **vars(step))
 
     def search(queries: list[str]) -> list[str]:
         if retriever is None or per_query <= 0:

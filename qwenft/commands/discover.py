@@ -19,7 +19,9 @@ def run(cfg: DictConfig) -> dict:
     from rich.console import Console
     from rich.table import Table
 
-    texts = read_texts(cfg.corpus, columns=list(cfg.columns) if cfg.get("columns") else None)
+    columns = cfg.get("columns")
+    columns = [columns] if isinstance(columns, str) else list(columns) if columns else None  # columns=text
+    texts = read_texts(cfg.corpus, columns=columns)
     tokenizer = load_tokenizer(cfg.tokenizer_path)
     cands = discover_words(texts, tokenizer, cfg.min_count, cfg.max_words, cfg.min_length)
     before = fertility(texts, tokenizer)

@@ -1,38 +1,95 @@
-"""``qwenft evaluate [data_path=...] ["strategies=[...]"] [k=K] [out=DIR]``: strategies x budgets -> one table."""
+"""``qwenft evaluate [eval_data=demo|medquad|agentclinic|kqa|mirage] ["strategies=[...]"] [k=K] [out=DIR]``:
+strategies x budgets -> one table of means with 95 % intervals and paired differences (resumable in ``out``)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from qwenft.atomic import atomic_write_text
-from qwenft.clinical.evaluate import evaluate, load_strategy, log_wandb, markdown_table
-from qwenft.data.io import load_records
+from qwenft.clinical.engines import cache_settings, open_engine
+from qwenft.clinical.evaluate import (
+    PredictionCache,
+    digest,
+    evaluate,
+    load_strategy,
+    log_wandb,
+    markdown_table,
+)
+from qwenft.errors import UserError
 from qwenft.tokenizer.extend import read_words_file
 
 
+def _as_list(value) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)  # strategies=hyde
+
+
+def _retrieval(cfg: DictConfig, data) -> DictConfig:
+    """The retrieval config, searching the data set's own knowledge base when it has one (or the one given as
+    ``eval_data.kb_path``); a data set without one needs it whenever retrieval is on."""
+    retrieval = cfg.retrieval
+    if "kb_path" not in retrieval:  # retrieval=none
+        return retrieval
+    if data.kb_path:
+        retrieval = OmegaConf.create(OmegaConf.to_container(retrieval, resolve=True))
+        with open_dict(retrieval):
+            retrieval.kb_path = data.kb_path
+    elif data.needs_kb:
+        raise UserError(f"eval_data.kb_path is not set: {data.name} has no knowledge base of its own; give one "
+                        "(JSONL {id, text} or MedRAG {id, title, content}) or use retrieval=none")
+    return retrieval
+
+
+def _build_data(cfg: DictConfig):
+    """The data set's builder; its own one-line error (not Hydra's wrapper) for library callers too."""
+    try:
+        return instantiate(cfg.eval_data, _convert_="all")
+    except InstantiationException as err:
+        if isinstance(err.__cause__, UserError):
+            raise err.__cause__ from None
+        raise
+
+
 def run(cfg: DictConfig) -> dict:
-    records = load_records(cfg.data_path, schema="clinical").records
-    if cfg.n_prompts:
-        records = records[: int(cfg.n_prompts)]
-    names = [cfg.strategies] if isinstance(cfg.strategies, str) else list(cfg.strategies)  # strategies=hyde
-    budgets = [cfg.budgets] if isinstance(cfg.budgets, str) else list(cfg.budgets)
-    strategies = [load_strategy(name, cfg.get("strategy")) for name in names]
+    data = _build_data(cfg)  # a bad data file fails before anything loads
+    records = data.records[: int(cfg.n_prompts)] if cfg.n_prompts else data.records
+    strategies = [load_strategy(name, cfg.get("strategy")) for name in _as_list(cfg.strategies)]
+    budgets = _as_list(cfg.budgets)
     new_words = read_words_file(cfg.words_file)[0] if cfg.get("words_file") else None
-    retriever = instantiate(cfg.retrieval)  # a bad knowledge base fails before the model loads
-    loaded = instantiate(cfg.model)
+    retrieval_cfg = _retrieval(cfg, data)
+    retriever = instantiate(retrieval_cfg)  # a bad knowledge base fails before the model loads
     gen = OmegaConf.to_container(cfg.generation, resolve=True)
-    rows, predictions = evaluate(records, strategies, loaded, retriever, int(cfg.k), budgets, gen, new_words)
-    table = markdown_table(rows)
+    engine = None if cfg.retrieval_only else open_engine(gen, cfg.model)  # generation.engine: hf or vllm
     out = Path(cfg.out)
+    settings = digest({"model": None if cfg.retrieval_only else OmegaConf.to_container(cfg.model, resolve=True),
+                       "retrieval": OmegaConf.to_container(retrieval_cfg, resolve=True),
+                       "kb_sha256": getattr(getattr(retriever, "kb", None), "sha256", None),
+                       "generation": None if cfg.retrieval_only else cache_settings(gen, engine), "k": int(cfg.k),
+                       "retrieval_only": bool(cfg.retrieval_only), "new_words": new_words})
+    boot = cfg.bootstrap
+    with engine or contextlib.nullcontext():  # a vLLM server stops here
+        result = evaluate(records, strategies, engine, retriever, int(cfg.k), budgets, gen, new_words,
+                          reference=cfg.reference_strategy, cache=PredictionCache(out / "predictions.cache.jsonl"),
+                          settings=settings, retrieval_only=bool(cfg.retrieval_only), progress=bool(cfg.progress),
+                          n_resamples=int(boot.n_resamples), confidence=float(boot.confidence), seed=int(boot.seed))
+    notes = [*data.notes, *result.notes]
+    table = markdown_table(result.rows, result.differences, result.reference, float(boot.confidence))
+    table += "".join(f"\n- {n}" for n in notes) + ("\n" if notes else "")
     atomic_write_text(out / "table.md", table)
-    atomic_write_text(out / "metrics.json", json.dumps(rows, indent=2))
-    atomic_write_text(out / "predictions.jsonl", "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions))
+    atomic_write_text(out / "metrics.json", json.dumps(
+        {"eval_data": data.name, "source": data.source, "source_sha256": data.sha256, "k": int(cfg.k),
+         "reference_strategy": result.reference, "bootstrap": OmegaConf.to_container(boot, resolve=True),
+         "notes": notes, "rows": result.rows, "differences": result.differences}, indent=2))
+    atomic_write_text(out / "predictions.jsonl",
+                      "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in result.predictions))
     if cfg.get("logger") and "wandb" in cfg.logger:  # other loggers: the run dir's files are the record
-        log_wandb(cfg, out, rows, predictions, records)
+        log_wandb(cfg, out, result, records)
     print(table, flush=True)
-    print(f"written: {out / 'table.md'}, {out / 'metrics.json'}, {out / 'predictions.jsonl'}", flush=True)
-    return {"rows": rows, "out": str(out)}
+    resumed = f" ({result.resumed} predictions reused from predictions.cache.jsonl)" if result.resumed else ""
+    print(f"written: {out / 'table.md'}, {out / 'metrics.json'}, {out / 'predictions.jsonl'}{resumed}", flush=True)
+    return {"rows": result.rows, "differences": result.differences, "out": str(out)}

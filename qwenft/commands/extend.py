@@ -8,6 +8,7 @@ from omegaconf import DictConfig
 from qwenft.data.text import read_texts
 from qwenft.metrics.newword import new_word_nll
 from qwenft.tokenizer.extend import extend_model, save_extended, words_from_config
+from qwenft.tokenizer.vocab import normalise_words, plan_forms, words_with_new_tokens
 
 
 def run(cfg: DictConfig) -> dict:
@@ -16,9 +17,13 @@ def run(cfg: DictConfig) -> dict:
     from rich.table import Table
 
     words, glosses = words_from_config(cfg.tokenizer)
+    requested = normalise_words(words, cfg.tokenizer.capitalized)[0]  # bad words fail before the model loads
     held_out = read_texts(cfg.eval_text) if cfg.get("eval_text") else []
     loaded = instantiate(cfg.model)
-    before = new_word_nll(loaded.model, loaded.tokenizer, held_out, words) if held_out else None
+    # the same words before and after: those that get a new token (a kept word's numbers would not move);
+    # "before" is scored first, while the model's spare rows still hold their original values
+    scored = words_with_new_tokens(plan_forms(loaded.tokenizer, requested))
+    before = new_word_nll(loaded.model, loaded.tokenizer, held_out, scored) if held_out and scored else None
     ext = extend_model(loaded.model, loaded.tokenizer, words, init=cfg.tokenizer.init, glosses=glosses,
                        capitalized=cfg.tokenizer.capitalized, seed=cfg.seed)
     after = new_word_nll(loaded.model, ext.tokenizer, held_out, ext.words) if held_out else None
@@ -26,13 +31,17 @@ def run(cfg: DictConfig) -> dict:
                "zero_shot_after_init": after.as_dict() if after else None}
     out = save_extended(loaded.model, ext, cfg.out, extra={"base_model": loaded.name, "metrics": metrics})
 
-    console = Console()
-    table = Table(title=f"{len(ext.words)} new words, {len(ext.new_tokens)} tokens, init={ext.init}")
-    for col in ("word", "form", "id", "pieces before"):
-        table.add_column(col)
-    for t in ext.new_tokens[:30]:
-        table.add_row(t.word, repr(t.form), str(t.id), " ".join(t.pieces))
+    console = Console(width=max(Console().width, 150))  # the reasons need room; piped output is 80 wide
+    counts = {s: sum(f.status == s for f in ext.forms) for s in ("added", "kept", "skipped")}
+    table = Table(title=f"{len(ext.words)} new words, {len(ext.new_tokens)} tokens, init={ext.init} "
+                        f"(forms: {counts['added']} added, {counts['kept']} kept, {counts['skipped']} skipped)")
+    for col in ("word", "form", "status", "id", "pieces before", "why"):
+        table.add_column(col, overflow="fold")
+    for f in ext.forms[:60]:
+        table.add_row(f.word, repr(f.form), f.status, "" if f.id is None else str(f.id), " ".join(f.pieces), f.reason)
     console.print(table)
+    if len(ext.forms) > 60:
+        console.print(f"... {len(ext.forms) - 60} more forms in {out}/qwenft_vocab.json (\"forms\")")
     console.print(f"rows: {ext.rows_before} -> {ext.rows_after} (tied={ext.tied}); saved to {out}")
     if before and after:
         console.print(

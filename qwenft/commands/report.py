@@ -8,7 +8,8 @@ from qwenft.report import report
 
 
 def run(cfg: DictConfig) -> str:
-    md = report(list(cfg.runs), list(cfg.group_by), list(cfg.metrics), cfg.out,
+    runs = [cfg.runs] if isinstance(cfg.runs, str) else list(cfg.runs)  # runs=DIR: one folder, not its letters
+    md = report(runs, list(cfg.group_by), list(cfg.metrics), cfg.out,
                 history_metric=cfg.history_metric, digits=cfg.digits, plots=cfg.plots)
     print(md)
     print(f"written to {cfg.out}: table.md, table.tex, table.json" + (", PNG plots" if cfg.plots else ""))

@@ -14,12 +14,21 @@ Two ways to waste little compute on padding (the pad fraction is reported either
   so attention over a packed row costs more than over grouped rows: grouping is the default here.
 
 Either way a step sees ``data.batch_size`` examples, so step counts and learning rates mean the same thing.
+``data.packing=auto`` packs when the run trains on raw text (its windows vary from a few tokens to
+``max_length``) and groups by length otherwise.
+
+Raw text (schema ``text``: ``.txt`` files, a ``text`` column) trains on every token; each document ends with
+``<|endoftext|>`` and a document longer than ``data.max_length`` becomes consecutive windows, counted as
+``windowed`` documents and ``windows`` in the split's stats and ``data/<split>_windowed`` in the metrics.
+``data.text_path`` adds a raw-text file to an instruction training file in the same run (mixed); the two are
+one training split, shuffled together.
 The loader is resumable: its position within the epoch is saved in checkpoints, so a resumed run sees exactly
 the batches an uninterrupted run would.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 from dataclasses import dataclass, field
@@ -28,7 +37,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
-from qwenft.data.format import IGNORE, encode_example
+from qwenft.data.format import IGNORE, encode_example, encode_text, text_windows
 from qwenft.data.io import LoadResult, load_records
 from qwenft.errors import UserError
 
@@ -57,30 +66,57 @@ def split_paths(data_cfg) -> dict[str, Path | None]:
             "test": Path(d.test_path) if d.get("test_path") else (DEMO_DIR / "test.jsonl" if demo else None)}
 
 
-def _load(path: str | Path, data_cfg) -> LoadResult:
-    return load_records(path, schema=data_cfg.get("schema", "auto"),
+def _load(path: str | Path, data_cfg, schema: str | None = None) -> LoadResult:
+    return load_records(path, schema=schema or data_cfg.get("schema", "auto"),
                         columns=dict(data_cfg.columns) if data_cfg.get("columns") else None,
                         skip_bad_rows=bool(data_cfg.get("skip_bad_rows", False)),
-                        max_chars=data_cfg.get("max_chars"))
+                        max_chars=data_cfg.get("max_chars"), text_unit=data_cfg.get("text_unit") or "line")
+
+
+def mixed(first: LoadResult, text: LoadResult) -> LoadResult:
+    """One training split from an instruction file and a raw-text file (``data.text_path``).
+
+    The records keep their own shapes (a raw-text record is ``{"text": ...}``); the hash covers both files, so
+    a run record and a resume check see a change in either.
+    """
+    digest = hashlib.sha256(f"{first.sha256}+{text.sha256}".encode()).hexdigest()
+    return LoadResult(records=first.records + text.records, schema=f"{first.schema}+{text.schema}",
+                      path=f"{first.path}+{text.path}", sha256=digest, skipped=first.skipped + text.skipped)
 
 
 def load_splits(data_cfg) -> dict[str, LoadResult]:
-    """Every configured split, loaded and validated (``DataError`` = ``file:line: problem`` on the first bad row)."""
-    return {name: _load(p, data_cfg) for name, p in split_paths(data_cfg).items() if p is not None}
+    """Every configured split, loaded and validated (``DataError`` = ``file:line: problem`` on the first bad row).
+
+    ``data.text_path`` (raw text) joins the training split of ``data.train_path``.
+    """
+    splits = {name: _load(p, data_cfg) for name, p in split_paths(data_cfg).items() if p is not None}
+    if data_cfg.get("text_path"):
+        if not data_cfg.get("train_path"):
+            raise UserError("data.text_path is set but data.train_path is not: put the raw text in data.train_path "
+                            "(a raw-text run) or set data.train_path to the instruction data to mix it with")
+        splits["train"] = mixed(splits["train"], _load(data_cfg.text_path, data_cfg, schema="text"))
+    return splits
 
 
 def _records_to_examples(result: LoadResult, strategy: str) -> tuple[list[dict], list[str]]:
-    if result.schema == "clinical":
-        from qwenft.data.decompose import to_training_examples
+    """Training examples and the plain text of a split; each record by its own shape (a split may be mixed)."""
+    examples, texts = [], []
+    for r in result.records:
+        if "text" in r:  # raw text: trained on every token
+            examples.append(r)
+            texts.append(r["text"])
+        elif "scenario" in r:
+            from qwenft.data.decompose import to_training_examples
 
-        examples, texts = [], []
-        for r in result.records:
             examples += to_training_examples(r, strategy)
             texts.append("\n".join([r["scenario"], r["summary"], *r["answers"]]))
-        return examples, texts
-    if result.schema == "messages":
-        return result.records, [r["messages"][-1]["content"] for r in result.records]
-    return result.records, [r["completion"] for r in result.records]
+        elif "messages" in r:
+            examples.append(r)
+            texts.append(r["messages"][-1]["content"])
+        else:
+            examples.append(r)
+            texts.append(r["completion"])
+    return examples, texts
 
 
 def split_texts(result: LoadResult, strategy: str) -> list[str]:
@@ -89,14 +125,22 @@ def split_texts(result: LoadResult, strategy: str) -> list[str]:
 
 
 def prepare(source: LoadResult | str | Path, tokenizer, instruct: bool, data_cfg, strategy: str) -> Prepared:
-    """Format and tokenize one split; over-long examples are truncated or dropped, and counted in the log."""
+    """Format and tokenize one split; over-long examples are truncated or dropped, over-long raw-text documents
+    cut into windows; all of it counted in the log and the stats."""
     result = source if isinstance(source, LoadResult) else _load(source, data_cfg)
     records, texts = _records_to_examples(result, strategy)
     max_len, mode = int(data_cfg.max_length), data_cfg.get("overlong", "truncate")
     if mode not in ("truncate", "drop"):
         raise UserError(f"data.overlong={mode!r}: use truncate or drop")
-    examples, overlong, dropped, merged = [], 0, 0, 0
-    for i, rec in enumerate(records):
+    examples, overlong, dropped, merged, documents, windowed, windows = [], 0, 0, 0, 0, 0, 0
+    for rec in records:
+        if "text" in rec:
+            parts = text_windows(encode_text(tokenizer, rec["text"]), max_len)
+            documents, windowed, windows = documents + 1, windowed + (len(parts) > 1), windows + len(parts)
+            for ex in parts:
+                ex["index"] = len(examples)
+                examples.append(ex)
+            continue
         ex = encode_example(tokenizer, rec, instruct)
         merged += ex.pop("boundary_merged")
         if len(ex["input_ids"]) > max_len:
@@ -105,11 +149,14 @@ def prepare(source: LoadResult | str | Path, tokenizer, instruct: bool, data_cfg
                 dropped += 1  # truncation would leave no completion token to learn from
                 continue
             ex = {k: v[:max_len] for k, v in ex.items()}
-        ex["index"] = i
+        ex["index"] = len(examples)  # unique per example (a clinical record or a long document gives several)
         examples.append(ex)
     if overlong:
         log.warning("%s: %d of %d examples longer than data.max_length=%d (%s; %d dropped)", result.path, overlong,
-                    len(records), max_len, mode, dropped)
+                    len(records) - documents, max_len, mode, dropped)
+    if documents:
+        log.info("%s: %d raw-text documents -> %d windows of at most %d tokens (%d documents longer, cut into "
+                 "windows, nothing truncated)", result.path, documents, windows, max_len, windowed)
     if merged:
         log.warning("%s: %d completions start with a newline; their first tokens differ from a tokenization of the "
                     "full text (trained as generation sees them: prompt tokens, then completion tokens)",
@@ -120,7 +167,8 @@ def prepare(source: LoadResult | str | Path, tokenizer, instruct: bool, data_cfg
     return Prepared(examples, texts, result, overlong, dropped,
                     {"records": len(result.records), "examples": len(examples), "overlong": overlong,
                      "dropped": dropped, "boundary_merged": merged, "skipped_rows": len(result.skipped),
-                     "tokens": sum(lengths), "max_tokens": max(lengths)})
+                     "tokens": sum(lengths), "max_tokens": max(lengths), "documents": documents,
+                     "windowed": windowed, "windows": windows})
 
 
 def collate(examples: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
@@ -230,9 +278,13 @@ class TrainData(pl.LightningDataModule):
     """
 
     def __init__(self, train: Prepared, val: Prepared | None, *, batch_size: int, pad_id: int, seed: int,
-                 packing: bool = False, max_val_examples: int | None = None,
+                 packing: bool | str = False, max_val_examples: int | None = None,
                  heldout_texts: list[str] | None = None) -> None:
         super().__init__()
+        if packing == "auto":  # raw text: windows from a few tokens to max_length pack with no padding at all
+            packing = bool(train.stats.get("documents"))
+        if packing not in (True, False):
+            raise UserError(f"data.packing={packing!r}: use true, false or auto")
         self.train_set, self.val_set = train, val
         # what config-built callbacks read in setup(): held-out text (new-word metrics), clinical val records
         self.heldout_texts = list(heldout_texts or [])

@@ -33,13 +33,18 @@ from qwenft.inputs import check_regular, read_bytes
 log = logging.getLogger(__name__)
 
 SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
-SCHEMAS = ("prompt_completion", "messages", "clinical")
+SCHEMAS = ("prompt_completion", "messages", "clinical", "text")
+#: Raw text (schema ``text``): a ``.txt`` file, cut into documents by ``text_unit`` as datasets' ``text`` loader
+#: cuts them with ``sample_by`` (``line``, the default there and here; ``paragraph``: blank-line separated;
+#: ``document``: the whole file), or any file above with a ``text`` column.
+TEXT_UNITS = ("line", "paragraph", "document")
 ROLES = ("system", "user", "assistant")
 #: Canonical column names per schema (required first, then optional pass-through ones).
 FIELDS: dict[str, tuple[str, ...]] = {
     "prompt_completion": ("prompt", "completion", "id"),
     "messages": ("messages", "id"),
     "clinical": ("scenario", "questions", "summary", "answers", "id", "new_words", "gold_docs"),
+    "text": ("text", "id"),
 }
 CANONICAL = frozenset(name for names in FIELDS.values() for name in names)
 #: Columns holding lists: in CSV they arrive as JSON text and are decoded.
@@ -440,6 +445,9 @@ def _normalise(view: _View, schema: str, max_chars: int | None) -> dict:
     elif schema == "messages":
         out["messages"] = _messages(view)
         prompt_len = sum(len(m["content"]) for m in out["messages"][:-1])
+    elif schema == "text":
+        out["text"] = _text(view, "text")
+        prompt_len = 0  # raw text has no prompt: every token is trained on
     else:
         out["scenario"] = _text(view, "scenario")
         out["questions"] = _text_list(view, "questions")
@@ -470,8 +478,11 @@ def _detect(view: _View) -> str:
         return "clinical"
     if view.has("prompt") or view.has("completion"):
         return "prompt_completion"
-    raise _Bad("cannot tell the schema: expected 'prompt'+'completion', 'messages', or "
-               "'scenario'+'questions'+'summary'+'answers' (map other names with columns=); " + view.keys())
+    if view.has("text"):
+        return "text"
+    raise _Bad("cannot tell the schema: expected 'prompt'+'completion', 'messages', "
+               "'scenario'+'questions'+'summary'+'answers', or 'text' (map other names with columns=); "
+               + view.keys())
 
 
 def _check_args(schema: str, columns: dict | None, max_chars: int | None) -> dict[str, str]:
@@ -492,14 +503,41 @@ def _check_args(schema: str, columns: dict | None, max_chars: int | None) -> dic
 # ----------------------------------------------------------------------------------------------------- API
 
 
+def _txt_rows(path: Path, data: bytes, unit: str) -> Iterator[Row]:
+    """Documents of a raw ``.txt`` file as ``{"text": ...}`` rows, numbered by the line where each starts.
+
+    ``line``: every non-blank line (datasets' ``text`` loader default); ``paragraph``: runs of non-blank lines
+    separated by blank lines; ``document``: the whole file. Blank lines are separators, never empty documents.
+    """
+    lines = _decode(path, data).split("\n")
+    lines = [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
+    if unit == "document":
+        first = next((n for n, ln in enumerate(lines, 1) if ln.strip()), None)
+        if first is not None:
+            yield first, {"text": "\n".join(lines[first - 1 :]).rstrip()}, None
+        return
+    block: list[str] = []
+    start = 0
+    for n, ln in enumerate([*lines, ""], 1):
+        if ln.strip() and unit == "line":
+            yield n, {"text": ln}, None
+        elif ln.strip():
+            start = start or n
+            block.append(ln)
+        elif block:
+            yield start, {"text": "\n".join(block)}, None
+            block, start = [], 0
+
+
 def load_records(path: str | Path, *, schema: str | None = "auto", columns: dict | None = None,
-                 skip_bad_rows: bool = False, max_chars: int | None = None) -> LoadResult:
+                 skip_bad_rows: bool = False, max_chars: int | None = None, text_unit: str = "line") -> LoadResult:
     """Every record of ``path`` in its canonical schema, or a one-line DataError naming file, line and problem.
 
     ``columns`` maps canonical names to the file's (``{"prompt": "Question"}``); ``schema="auto"`` picks the
     schema from the first record whose keys match one. With ``skip_bad_rows`` bad records are skipped, logged and
     listed in ``skipped`` as ``(line, reason)``; structural damage (a broken JSON array, unreadable Parquet) and
-    an empty result still raise.
+    an empty result still raise. A ``.txt`` file is raw text (schema ``text``), cut into documents by
+    ``text_unit`` (see ``TEXT_UNITS``).
     """
     schema = schema or "auto"  # Hydra's ``schema: null`` means "detect it"
     mapping = _check_args(schema, columns, max_chars)
@@ -512,9 +550,17 @@ def load_records(path: str | Path, *, schema: str | None = "auto", columns: dict
         check_regular(path, "data")
     if path.is_dir():
         rows = _dataset_rows(path)
+    elif suffix == ".txt":
+        if text_unit not in TEXT_UNITS:
+            raise UserError(f"text_unit={text_unit!r}: use one of {', '.join(TEXT_UNITS)}")
+        if schema not in ("auto", "text"):
+            raise UserError(f"{path}: a .txt file is raw text (schema text), not {schema}")
+        schema = "text"
+        data = read_bytes(path, "data")
+        rows = _txt_rows(path, data, text_unit)
     elif suffix not in SUFFIXES:
         raise DataError(str(path), None, f"unsupported file type {path.suffix or '(no extension)'!r} "
-                                         f"(supported: {_SUPPORTED})")
+                                         f"(supported: {_SUPPORTED}, or .txt for raw text)")
     else:
         if suffix != ".parquet":
             data = read_bytes(path, "data")
@@ -528,7 +574,8 @@ def load_records(path: str | Path, *, schema: str | None = "auto", columns: dict
             if not isinstance(row, dict):
                 problem = f"expected a JSON object, got {_json_type(row)}"
             else:
-                view = _View(row, mapping, from_csv=suffix == ".csv" and not path.is_dir())
+                view = _View(row, mapping if suffix != ".txt" or path.is_dir() else {},  # .txt rows are {"text"}
+                             from_csv=suffix == ".csv" and not path.is_dir())
                 try:
                     if schema == "auto":
                         found = _detect(view)

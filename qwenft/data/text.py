@@ -9,22 +9,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qwenft.data.io import SUFFIXES, _json_type, iter_rows
-from qwenft.errors import DataError
-from qwenft.inputs import decode_utf8, read_bytes
+from qwenft.data.io import SUFFIXES, TEXT_UNITS, _json_type, _txt_rows, iter_rows
+from qwenft.errors import DataError, UserError
+from qwenft.inputs import read_bytes
 
 TEXT_SUFFIXES = (".txt", *SUFFIXES)
 
 
-def _txt(path: Path) -> list[str]:
-    text = decode_utf8(read_bytes(path, "data"), str(path))
-    return [line for line in text.splitlines() if line.strip()]
+def _txt(path: Path, unit: str) -> list[str]:
+    """The documents training reads from the same file (``qwenft.data.io``, schema ``text``)."""
+    if unit not in TEXT_UNITS:
+        raise UserError(f"text_unit={unit!r}: use one of {', '.join(TEXT_UNITS)}")
+    return [row["text"] for _, row, _ in _txt_rows(path, read_bytes(path, "data"), unit)]
 
 
-def read_texts(path: str | Path, columns: list[str] | None = None) -> list[str]:
+def read_texts(path: str | Path, columns: list[str] | None = None, unit: str = "line") -> list[str]:
     """Every non-empty string of the chosen (default: all string) columns, one text per row and column.
 
-    ``.txt`` gives one text per non-empty line; JSONL/JSON/CSV/Parquet one text per string value of each row;
+    ``.txt`` gives one text per document, cut by ``unit`` exactly as training cuts raw text (``line``: each
+    non-empty line; ``paragraph``; ``document``); JSONL/JSON/CSV/Parquet one text per string value of each row;
     a folder is read as a dataset saved with ``save_to_disk``. A named column missing from a row is an error at
     that row's line.
     """
@@ -50,7 +53,7 @@ def read_texts(path: str | Path, columns: list[str] | None = None) -> list[str]:
                 values = list(row.values())
             texts += [v for v in values if isinstance(v, str) and v.strip()]
     else:
-        texts = _txt(path)
+        texts = _txt(path, unit)
     if not texts:
         raise DataError(str(path), None, "no text found (the corpus is empty or has no non-blank string values)")
     for i, t in enumerate(texts):  # JSON escapes can smuggle in lone surrogates, which tokenizers reject

@@ -38,8 +38,8 @@ _ABBREVIATION = re.compile(r"^[A-Z][A-Z0-9]{1,5}$")
 
 def normalize(text: str) -> str:
     """Lower-case ASCII words separated by single spaces (see the module docstring for every step)."""
-    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
-    text = text.replace("\u2019", "'").lower()
+    text = text.replace("\u2019", "'").replace("\u2018", "'")
+    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii").lower()
     text = re.sub(r"(\w)'s\b", r"\1", text)
     text = re.sub(r"[^a-z0-9]+", " ", text)
     for british, american in _BRITISH:

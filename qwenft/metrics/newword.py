@@ -5,7 +5,13 @@ needs three, so "perplexity per token" changes meaning. Here the unit is the *wo
 sum of the NLLs of the tokens that spell it (1 after extension, k pieces before), averaged over occurrences,
 and new-word perplexity is ``exp`` of that. Bits per byte divides the NLL of the whole text by its UTF-8 bytes.
 Every text is scored after one ``<|endoftext|>`` context token so that its first token is predicted too, and
-both tokenizations pay for exactly the same characters.
+both tokenizations pay for exactly the same characters. A text longer than ``max_length`` tokens (a raw-text
+document) is scored in consecutive windows, each after its own context token, so all of it counts: nothing is
+truncated away, and an occurrence is found wherever it is.
+
+Occurrences are found in the text, not in the tokens, so they are the same for every tokenizer: a word whose
+space form Qwen already has (``Ġinsulin``, kept by the extension) is one token before and after; a word the
+extension added is its pieces before and one token after.
 """
 
 from __future__ import annotations
@@ -85,37 +91,36 @@ def new_word_nll(
     model.eval()
     device = next(model.parameters()).device
     try:
-        for start in range(0, len(texts), batch_size):
-            chunk = texts[start : start + batch_size]
-            enc = [
-                tokenizer(t, add_special_tokens=False, return_offsets_mapping=True, truncation=True,
-                          max_length=max_length - 1)
-                for t in chunk
-            ]
-            width = max(len(e.input_ids) for e in enc) + 1
+        encs = [tokenizer(t, add_special_tokens=False, return_offsets_mapping=True) for t in texts]
+        span = max(max_length - 1, 1)
+        windows = [(i, s) for i, e in enumerate(encs) for s in range(0, len(e.input_ids), span)]
+        per_text = [torch.zeros(len(e.input_ids), dtype=torch.float64) for e in encs]
+        for start in range(0, len(windows), batch_size):
+            chunk = windows[start : start + batch_size]
+            pieces = [encs[i].input_ids[s : s + span] for i, s in chunk]
+            width = max(len(p) for p in pieces) + 1
             ids = torch.full((len(chunk), width), tokenizer.pad_token_id, dtype=torch.long)
             mask = torch.zeros_like(ids)
-            for i, e in enumerate(enc):
-                ids[i, : len(e.input_ids) + 1] = torch.tensor([ctx, *e.input_ids])
-                mask[i, : len(e.input_ids) + 1] = 1
+            for row, p in enumerate(pieces):
+                ids[row, : len(p) + 1] = torch.tensor([ctx, *p])
+                mask[row, : len(p) + 1] = 1
             nll = token_nll(model, ids.to(device), mask.to(device)).cpu()
-            for i, (text, e) in enumerate(zip(chunk, enc, strict=True)):
-                n = len(e.input_ids)
-                row = nll[i, :n]
-                covered = e.offset_mapping[n - 1][1] if n else 0
-                stats.text_nll += float(row.sum())
-                stats.text_bytes += len(text[:covered].encode("utf-8"))
-                if pattern is None:
-                    continue
-                for m in pattern.finditer(text[:covered]):
-                    s, t = m.span()
-                    hit = [k for k, (a, b) in enumerate(e.offset_mapping) if a < t and b > s]
-                    value = float(row[hit].sum())
-                    stats.word_nll += value
-                    stats.occurrences += 1
-                    acc = stats.per_word.setdefault(m.group(0), [0.0, 0])
-                    acc[0] += value
-                    acc[1] += 1
+            for row, ((i, s), p) in enumerate(zip(chunk, pieces, strict=True)):
+                per_text[i][s : s + len(p)] = nll[row, : len(p)].double()
+        for text, e, row in zip(texts, encs, per_text, strict=True):
+            stats.text_nll += float(row.sum())
+            stats.text_bytes += len(text.encode("utf-8")) if e.input_ids else 0
+            if pattern is None:
+                continue
+            for m in pattern.finditer(text):
+                s, t = m.span()
+                hit = [k for k, (a, b) in enumerate(e.offset_mapping) if a < t and b > s]
+                value = float(row[hit].sum())
+                stats.word_nll += value
+                stats.occurrences += 1
+                acc = stats.per_word.setdefault(m.group(0), [0.0, 0])
+                acc[0] += value
+                acc[1] += 1
     finally:
         model.train(was_training)
     return stats

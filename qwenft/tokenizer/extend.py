@@ -17,7 +17,13 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from qwenft.errors import DataError, UserError
 from qwenft.model.rows import embeddings_tied, ensure_rows, init_new_rows
-from qwenft.tokenizer.vocab import NewToken, extend_tokenizer, normalise_words
+from qwenft.tokenizer.vocab import (
+    FormReport,
+    NewToken,
+    extend_tokenizer,
+    normalise_words,
+    words_with_new_tokens,
+)
 
 log = logging.getLogger(__name__)
 MANIFEST = "qwenft_vocab.json"
@@ -34,6 +40,7 @@ class Extension:
     tied: bool
     glosses: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    forms: list[FormReport] = field(default_factory=list)  # per word and form: added / kept / skipped, and why
 
     @property
     def new_ids(self) -> list[int]:
@@ -49,19 +56,23 @@ class Extension:
             "tied": self.tied,
             "tokenizer_len": len(self.tokenizer),
             "new_tokens": [t.to_dict() for t in self.new_tokens],
+            "forms": [f.to_dict() for f in self.forms],
         }
+
+    def report_lines(self) -> list[str]:
+        """One line per form, for logs: ``word  ' form'  added (id 151665): reason``."""
+        return [f"{f.word}  {f.form!r}  {f.status}" + (f" (id {f.id})" if f.id is not None else "") + f": {f.reason}"
+                for f in self.forms]
 
 
 def read_words_file(path: str | Path) -> tuple[list[str], dict[str, str]]:
     """One word a line, optionally ``word<TAB>gloss``; ``#`` starts a comment line."""
+    from qwenft.inputs import decode_utf8, read_bytes
+
     path = Path(path)
-    if not path.is_file():
-        raise DataError(str(path), None, "words file not found")
     words, glosses = [], {}
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as err:
-        raise DataError(str(path), None, f"not UTF-8 ({err.reason} at byte {err.start})") from None
+    # a regular file of bounded size (a FIFO would block), strict UTF-8 with the line of a bad byte
+    lines = decode_utf8(read_bytes(path, "words", what="words file"), str(path)).splitlines()
     for n, line in enumerate(lines, 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
@@ -86,10 +97,15 @@ def extend_model(
     seed: int = 0,
 ) -> Extension:
     """Extend ``tokenizer`` and ``model`` (in place) with ``words``; returns the new tokenizer and the record."""
-    kept, notes = normalise_words(words, tokenizer, capitalized=capitalized)
+    requested, notes = normalise_words(words, capitalized=capitalized)
     for note in notes:
         log.info("new words: %s", note)
-    extended, new_tokens = extend_tokenizer(tokenizer, kept)
+    extended, new_tokens, forms = extend_tokenizer(tokenizer, requested)
+    if not new_tokens:
+        why = "; ".join(f"{f.form!r} {f.status}: {f.reason.split(';')[0]}" for f in forms[:6])
+        raise UserError(f"no new tokens to add: every form of the {len(requested)} words is kept or skipped ({why}"
+                        + (", ..." if len(forms) > 6 else "") + "); use tokenizer=none to train without extension")
+    kept = words_with_new_tokens(forms)
     rows_before, rows_after = ensure_rows(model, max(t.id for t in new_tokens) + 1)
     init_new_rows(model, new_tokens, init, glosses=glosses, base_tokenizer=tokenizer, seed=seed)
     model.config.vocab_size = model.get_input_embeddings().weight.shape[0]
@@ -103,6 +119,7 @@ def extend_model(
         tied=embeddings_tied(model),
         glosses={w: g for w, g in (glosses or {}).items() if w in kept},
         notes=notes,
+        forms=forms,
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import signal
 from pathlib import Path
 
@@ -67,17 +68,45 @@ class NewWordMetrics(pl.Callback):
 
 
 class History(pl.Callback):
-    """``history.jsonl`` in the run dir: what ``qwenft report`` plots, readable without W&B."""
+    """``history.jsonl`` in the run dir: what ``qwenft report`` plots, readable without W&B.
+
+    Each (step, kind) appears once, kind being ``train`` or ``val``. A resumed run redoes the steps after its
+    checkpoint; at its start the rows past the checkpoint's step are dropped (rewritten atomically) and rows
+    already there are not written twice, so a curve never doubles back. A last line cut short by a kill is
+    dropped too.
+    """
 
     def __init__(self, path: Path) -> None:
-        self.path = path
+        self.path = Path(path)
+        self._kept: set[tuple[float, str]] = set()  # rows from before a resume
+
+    @staticmethod
+    def _kind(row: dict) -> str:
+        return "val" if any(k.startswith("val/") for k in row) else "train"
+
+    def on_train_start(self, trainer, module):
+        if trainer.global_rank != 0 or trainer.global_step == 0 or not self.path.is_file():
+            return
+        from qwenft.atomic import atomic_write_text
+
+        rows = []
+        for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by a kill
+            if isinstance(row, dict) and isinstance(row.get("step"), int | float) and row["step"] <= trainer.global_step:
+                rows.append(row)
+        self._kept = {(r["step"], self._kind(r)) for r in rows}
+        atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in rows))
+        log.info("history.jsonl: resumed at step %d, kept %d rows", trainer.global_step, len(rows))
 
     def _write(self, trainer, prefix: str) -> None:
         if trainer.global_rank != 0 or trainer.sanity_checking:
             return
         row = {"step": trainer.global_step}
         row.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(prefix)})
-        if len(row) > 1:
+        if len(row) > 1 and (row["step"], self._kind(row)) not in self._kept:
             with open(self.path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(row) + "\n")
 
@@ -90,11 +119,17 @@ class History(pl.Callback):
 
 
 class SaveOnSignal(pl.Callback):
-    """SIGTERM/SIGINT (a scheduler's preemption, Ctrl-C): finish the batch, save ``last.ckpt``, stop cleanly."""
+    """SIGTERM/SIGINT (a scheduler's preemption, Ctrl-C): finish the batch, save ``last.ckpt``, stop.
+
+    ``received`` tells ``train()`` the run was interrupted: it then raises ``Interrupted`` (exit 128+N) instead of
+    exporting the weights of step N as if they were the final model. A second signal while stopping kills the
+    process the default way (the checkpoint writer leaves nothing half-written: see ``qwenft.atomic``).
+    """
 
     def __init__(self, ckpt_path: Path) -> None:
         self.ckpt_path = ckpt_path
         self.received: int | None = None
+        self.saved_step: int | None = None
         self._previous: dict[int, object] = {}
 
     def on_train_start(self, trainer, module):
@@ -105,17 +140,32 @@ class SaveOnSignal(pl.Callback):
                 pass
 
     def _handle(self, signum, frame):  # noqa: ANN001
+        if self.received is not None:  # asked twice: stop now
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
         self.received = signum
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        if self.received is not None:
+        if self.received is not None and self.saved_step is None:
             log.warning("signal %d: saving %s and stopping", self.received, self.ckpt_path)
             trainer.save_checkpoint(self.ckpt_path)
+            self.saved_step = trainer.global_step
             trainer.should_stop = True
 
     def on_train_end(self, trainer, module):
+        self._restore()
+
+    def teardown(self, trainer, module, stage):  # also after an exception: never leave our handler behind
+        self._restore()
+
+    def _restore(self) -> None:
         for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+            try:
+                signal.signal(sig, handler)
+            except ValueError:
+                pass
+        self._previous.clear()
 
 
 class ClinicalEval(pl.Callback):
@@ -130,6 +180,7 @@ class ClinicalEval(pl.Callback):
     def __init__(self, strategy, n_prompts: int = 4, log_text: bool = False, generation: dict | None = None) -> None:
         self.strategy, self.n_prompts, self.log_text = strategy, int(n_prompts), bool(log_text)
         self.gen = dict(generation or {"max_new_tokens": 64})
+        self.gen.setdefault("engine", "hf")  # the model in memory; vllm costs a weights export + server start
         self.records: list[dict] = []
 
     def setup(self, trainer, module, stage):
@@ -141,16 +192,19 @@ class ClinicalEval(pl.Callback):
     def on_validation_epoch_end(self, trainer, module):
         if trainer.sanity_checking or not self.records or self.tokenizer is None or trainer.global_rank != 0:
             return
+        from qwenft.clinical.engines import open_engine_for_model
         from qwenft.clinical.parse import Parsed
         from qwenft.clinical.strategies import answer
         from qwenft.metrics.clinical import aggregate, score_prediction
 
         scores, samples = [], []
-        for rec in self.records:
-            resp, trace = answer(Parsed(rec["scenario"], rec["questions"]), self.strategy, module.model,
-                                 self.tokenizer, self.instruct, None, gen=self.gen)
-            scores.append(score_prediction(resp, rec, trace, new_words=self.words))
-            samples.append([trainer.global_step, rec["scenario"], resp.to_text()])
+        # generation.engine: hf (default) answers with the model in memory; vllm serves its merged weights
+        with open_engine_for_model(self.gen, module.model, self.tokenizer, self.instruct) as engine:
+            for rec in self.records:
+                resp, trace = answer(Parsed(rec["scenario"], rec["questions"]), self.strategy, engine.model,
+                                     self.tokenizer, self.instruct, None, gen=self.gen)
+                scores.append(score_prediction(resp, rec, trace, new_words=self.words))
+                samples.append([trainer.global_step, rec["scenario"], resp.to_text()])
         for k, v in aggregate(scores).items():
             if not math.isnan(v):
                 module.log(f"val/clinical_{k}", v, batch_size=1, rank_zero_only=True)

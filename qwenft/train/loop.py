@@ -9,24 +9,28 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from qwenft.adapters.apply import PeftSpec, apply_peft, trainable_summary
-from qwenft.atomic import atomic_write_text
+from qwenft.atomic import atomic_write_text, recover
 from qwenft.data.datamodule import TrainData, load_splits, prepare, split_texts
 from qwenft.data.text import read_texts
-from qwenft.errors import UserError
+from qwenft.errors import Interrupted, UserError
 from qwenft.tokenizer.discover import discover_words
 from qwenft.tokenizer.extend import extend_model, read_words_file, words_from_config
-from qwenft.train.callbacks import NewWordMetrics
+from qwenft.train.callbacks import NewWordMetrics, SaveOnSignal
+from qwenft.train.checkpoint_io import load_checkpoint_file
 from qwenft.train.export import export, model_card, publish
 from qwenft.train.module import QwenFTModule
-from qwenft.train.runinfo import run_info
+from qwenft.train.runinfo import run_info, tokenizer_sha256
+from qwenft.validation import validate, writable_dir_problem
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +49,59 @@ def resolve_ckpt(ckpt_path: str | None, run_dir: Path) -> Path | None:
     return path
 
 
+class DataHashes(pl.Callback):
+    """Every checkpoint records the sha256 of the data it was trained on, so a resume can tell other data."""
+
+    def __init__(self, data_sha256: dict[str, str]) -> None:
+        self.data_sha256 = dict(data_sha256)
+
+    def on_save_checkpoint(self, trainer, module, checkpoint):
+        checkpoint["qwenft_data_sha256"] = self.data_sha256
+
+
+def check_resume_data(state: dict | None, ckpt: Path | None, data_sha256: dict[str, str],
+                      allow_change: bool) -> dict[str, str] | None:
+    """Refuse to resume with other data than the checkpoint was trained on, unless ``allow_data_change=true``.
+
+    The checkpoint's own record is the reference (older checkpoints: the ``run_info.json`` of the run that wrote
+    them). Returns the previous hashes when a change is allowed (recorded in ``run_info.json``), else None.
+    """
+    if state is None or ckpt is None:
+        return None
+    saved = state.get("qwenft_data_sha256")
+    if not isinstance(saved, dict):
+        info = ckpt.parent.parent / "run_info.json"
+        try:
+            saved = json.loads(info.read_text()).get("data_sha256") if info.is_file() else None
+        except (OSError, ValueError, AttributeError):
+            saved = None
+    if not isinstance(saved, dict):
+        log.warning("%s: no record of the data it was trained on; cannot check the data is the same", ckpt)
+        return None
+    splits = sorted(set(saved) | set(data_sha256), key=lambda k: (("train", "val", "test") + (k,)).index(k))
+    changed = [k for k in splits if saved.get(k) != data_sha256.get(k)]
+    if not changed:
+        return None
+    split = changed[0]
+    before, now = saved.get(split), data_sha256.get(split)
+    what = (f"its {split} data had sha256 {before[:12]}…, now {now[:12]}…" if before and now else
+            f"it was trained {'without' if not before else 'with'} a {split} split, now {'without' if not now else 'with'}")
+    if not allow_change:
+        raise UserError(f"ckpt_path={ckpt}: resuming with other data than the checkpoint was trained on ({what}); "
+                        "use the same data files, or set allow_data_change=true to continue on new data")
+    log.warning("allow_data_change=true: resuming %s with changed data (%s)", ckpt, what)
+    return dict(saved)
+
+
+def check_resume_tokenizer(state: dict, ckpt: Path, tokenizer) -> None:
+    """A checkpoint's rows belong to the tokenizer it was trained with: another one is refused up front."""
+    saved = state.get("qwenft_tokenizer_sha256")
+    now = tokenizer_sha256(tokenizer)
+    if saved is not None and saved != now:
+        raise UserError(f"ckpt_path={ckpt}: checkpoint was trained with a different tokenizer (sha256 {saved[:12]}…, "
+                        f"now {now[:12]}…): resume with the same model/tokenizer config")
+
+
 def extend_vocabulary(cfg: DictConfig, loaded, train_texts: list[str]):
     """Add the configured (or discovered) words; returns ``(tokenizer, new_ids, words, manifest)``."""
     if not cfg.tokenizer.extend:
@@ -58,6 +115,8 @@ def extend_vocabulary(cfg: DictConfig, loaded, train_texts: list[str]):
         words, glosses = words_from_config(cfg.tokenizer)
     ext = extend_model(loaded.model, loaded.tokenizer, words, init=cfg.tokenizer.init, glosses=glosses,
                        capitalized=cfg.tokenizer.capitalized, seed=cfg.seed)
+    log.info("vocabulary: %d new tokens for %d words; per form (also in qwenft_vocab.json \"forms\"):\n  %s",
+             len(ext.new_ids), len(ext.words), "\n  ".join(ext.report_lines()))
     return ext.tokenizer, ext.new_ids, ext.words, ext.manifest()
 
 
@@ -125,36 +184,52 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, handles: dict | No
     ``handles``, if given, receives the trained ``module``, the ``tokenizer`` and the ``trainer`` (benchmarks,
     notebooks).
     """
+    validate(cfg, "train")  # every key's type and range: one line before anything is read or loaded
     run_dir = Path(run_dir or cfg.get("run_dir") or cfg.paths.output_dir)
     if str(run_dir) != str(cfg.paths.output_dir):  # loggers and callbacks write under paths.output_dir
         cfg = OmegaConf.merge(cfg, {"paths": {"output_dir": str(run_dir)}})
+    problem = writable_dir_problem(run_dir)
+    if problem:
+        raise UserError(f"run dir {run_dir}: cannot write there: {problem}")
     run_dir.mkdir(parents=True, exist_ok=True)
     log.info("run dir: %s", run_dir)
     pl.seed_everything(cfg.seed, workers=True)
     sources = load_splits(cfg.data)  # fail on bad input before loading a model
+    if cfg.tokenizer.extend and not cfg.tokenizer.discover:
+        words_from_config(cfg.tokenizer)  # a bad words file fails here too, not after the model loads
     ckpt = resolve_ckpt(cfg.ckpt_path, run_dir)
+    resumed = load_checkpoint_file(ckpt, mmap=True) if ckpt else None  # unreadable: one line, nothing written
+    data_sha256 = {k: v.sha256 for k, v in sources.items()}
+    previous_data = check_resume_data(resumed, ckpt, data_sha256, bool(cfg.get("allow_data_change", False)))
     strategy = cfg.strategy.name
 
     loaded = instantiate(cfg.model)
     tokenizer, new_ids, words, manifest = extend_vocabulary(cfg, loaded, split_texts(sources["train"], strategy))
+    if resumed is not None:  # refused here, before this run writes anything into the old run's dir
+        check_resume_tokenizer(resumed, ckpt, tokenizer)
+        del resumed
+    for note in recover(run_dir) + recover(run_dir / "checkpoints"):
+        log.info("run dir: %s (left by an interrupted process)", note)
     train_set = prepare(sources["train"], tokenizer, loaded.instruct, cfg.data, strategy)
     val_set = prepare(sources["val"], tokenizer, loaded.instruct, cfg.data, strategy) if "val" in sources else None
     heldout = val_set.texts if val_set else train_set.texts[:32]
     if cfg.data.heldout_text:
-        heldout = read_texts(cfg.data.heldout_text)
+        heldout = read_texts(cfg.data.heldout_text, unit=cfg.data.get("text_unit", "line"))
 
     model = wrap_model(cfg, loaded.model, new_ids)
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     module = QwenFTModule(model, instantiate(cfg.optim), scheduler, cfg.tokenizer.rows_lr, tokenizer, loaded.instruct,
                           words)
     data = TrainData(train_set, val_set, batch_size=cfg.data.batch_size, pad_id=tokenizer.pad_token_id,
-                     seed=cfg.seed, packing=bool(cfg.data.get("packing", False)),
+                     seed=cfg.seed, packing=cfg.data.get("packing", False),
                      max_val_examples=cfg.data.max_val_examples, heldout_texts=heldout)
     loggers = build_loggers(cfg)
-    callbacks = build_callbacks(cfg, bool(words), bool(loggers))
+    callbacks = [*build_callbacks(cfg, bool(words), bool(loggers)), DataHashes(data_sha256)]
     trainer = build_trainer(cfg, callbacks, loggers, run_dir, val_set is not None)
 
-    info = run_info(cfg, {k: v.sha256 for k, v in sources.items()})
+    info = run_info(cfg, data_sha256)
+    if previous_data is not None:  # allow_data_change=true: the change is on record, not silent
+        info["previous_data_sha256"] = previous_data
     info.update(trainable_summary(model), tokenizer_sha256=module.tokenizer_sha256, words=len(words),
                 new_tokens=len(new_ids), world_size=trainer.world_size,
                 data={"train": train_set.stats, **({"val": val_set.stats} if val_set else {})})
@@ -163,9 +238,19 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, handles: dict | No
         atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         for lg in loggers:
             lg.log_hyperparams({"config": OmegaConf.to_container(cfg, resolve=True), "run_info": info})
-    if cfg.validate_before and val_set is not None and ckpt is None:
-        trainer.validate(module, datamodule=data, verbose=False)  # the zero-shot numbers the run starts from
-    trainer.fit(module, datamodule=data, ckpt_path=str(ckpt) if ckpt else None)
+    try:
+        if cfg.validate_before and val_set is not None and ckpt is None:
+            trainer.validate(module, datamodule=data, verbose=False)  # the zero-shot numbers the run starts from
+        trainer.fit(module, datamodule=data, ckpt_path=str(ckpt) if ckpt else None)
+    except SIGTERMException:  # Lightning's own handler (before our callback takes over) would exit 0
+        raise Interrupted(signal.SIGTERM, f"SIGTERM before training started; nothing was exported (run dir "
+                                          f"{run_dir})") from None
+    stopped = next((c for c in callbacks if isinstance(c, SaveOnSignal) and c.received is not None), None)
+    if stopped is not None:  # the weights of step N are not the final model: no export, no metrics.json
+        name = Interrupted(stopped.received, "").signal_name
+        raise Interrupted(stopped.received, f"{name} at step {trainer.global_step}: saved {stopped.ckpt_path}; "
+                                            f"nothing was exported. Resume with the same command plus "
+                                            f"ckpt_path=last run_dir={run_dir}")
     if handles is not None:
         handles.update(module=module, tokenizer=tokenizer, trainer=trainer)
 
@@ -179,7 +264,10 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, handles: dict | No
         if prepared is not None:  # over-long examples are never silent: counted in every run's metrics
             metrics[f"data/{split}_overlong"] = prepared.overlong
             metrics[f"data/{split}_dropped"] = prepared.dropped
+            metrics[f"data/{split}_windowed"] = prepared.stats.get("windowed", 0)  # raw text cut, not truncated
     if trainer.global_rank == 0:
+        # written before the export too: a kill during the export keeps the run's metrics (`qwenft export` redoes it)
+        atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
         if cfg.export.enabled:
             which = str(cfg.export.get("checkpoint", "last"))
             if which == "best":
@@ -205,14 +293,35 @@ def train_steps(overrides: list[str], steps: int, run_dir: str | Path) -> dict:
     return train(cfg, run_dir=run_dir)
 
 
+def run_metrics(run_dir: Path) -> dict:
+    """The run's final metrics for a model card: ``metrics.json``, or (a run killed before writing it) the last
+    value of each metric in ``history.jsonl``, so a re-export still shows the loss and validation numbers."""
+    path = run_dir / "metrics.json"
+    try:
+        metrics = json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):
+        log.warning("%s: unreadable, using history.jsonl instead", path)
+        metrics = None
+    if isinstance(metrics, dict):
+        return metrics
+    last: dict = {}
+    hist = run_dir / "history.jsonl"
+    for line in hist.read_text(errors="replace").splitlines() if hist.is_file() else []:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            last.update({k: v for k, v in row.items() if k != "step" and isinstance(v, int | float)})
+    return last
+
+
 def export_run(run_dir: str | Path, checkpoint: str = "last", push_to_hub: bool | None = None) -> dict[str, str]:
     """Re-export a finished or interrupted run from one of its checkpoints (``qwenft export RUN_DIR``).
 
     The run's own ``config.yaml`` rebuilds the model exactly as training did (same words, same rows, same
     adapter); the checkpoint's trainable weights go in; the tokenizer hash recorded in the checkpoint must match.
     """
-    from qwenft.train.runinfo import tokenizer_sha256
-
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise UserError(f"run_dir={run_dir}: no config.yaml here (not a `qwenft train` run directory)")
@@ -221,8 +330,16 @@ def export_run(run_dir: str | Path, checkpoint: str = "last", push_to_hub: bool 
     ckpt = run_dir / "checkpoints" / f"{checkpoint}.ckpt"
     if not ckpt.is_file():
         raise UserError(f"checkpoint={checkpoint}: {ckpt} does not exist")
-    cfg = OmegaConf.load(run_dir / "config.yaml")
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    problem = writable_dir_problem(run_dir)
+    if problem:
+        raise UserError(f"run_dir={run_dir}: cannot write there: {problem}")
+    try:
+        cfg = OmegaConf.load(run_dir / "config.yaml")
+    except Exception as err:  # a truncated or hand-edited YAML
+        raise UserError(f"{run_dir / 'config.yaml'}: cannot read: {str(err).splitlines()[0][:160]}") from None
+    state = load_checkpoint_file(ckpt)
+    for note in recover(run_dir) + recover(run_dir / "checkpoints"):
+        log.info("run dir: %s (left by an interrupted process)", note)
     sources = load_splits(cfg.data)
     loaded = instantiate(cfg.model)
     tokenizer, new_ids, words, manifest = extend_vocabulary(cfg, loaded, split_texts(sources["train"], cfg.strategy.name))
@@ -236,7 +353,7 @@ def export_run(run_dir: str | Path, checkpoint: str = "last", push_to_hub: bool 
     if missing:
         raise UserError(f"{ckpt}: {len(missing)} tensors do not fit this run's model (e.g. {sorted(missing)[0]})")
     model.load_state_dict(weights, strict=False)
-    metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}
+    metrics = run_metrics(run_dir)
     metrics["global_step"] = state.get("global_step", metrics.get("global_step"))
     info = json.loads((run_dir / "run_info.json").read_text()) if (run_dir / "run_info.json").is_file() else {}
     card = model_card(base_model=loaded.name, manifest=manifest, run_info=info, metrics=metrics, config=cfg,

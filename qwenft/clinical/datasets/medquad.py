@@ -79,8 +79,9 @@ def read_pairs(path: Path) -> list[dict]:
 def _pick(group: list[dict], seed: int, key: tuple[str, str], lo: int, hi: int) -> list[dict]:
     """2-4 distinct questions of one group, different question types first, chosen by the seed."""
     rng = random.Random(_unit(seed, "pick", *key))
-    rows = list({_same_text(p["question"]).lower(): p for p in group}.values())
-    rng.shuffle(rows)
+    ordered = sorted(group, key=lambda p: (_same_text(p["question"]).lower(), _same_text(p["answer"])))
+    rows = list({_same_text(p["question"]).lower(): p for p in reversed(ordered)}.values())[::-1]
+    rng.shuffle(rows)  # from an order fixed by the content: the file order does not matter
     by_type = list({p["qtype"]: p for p in reversed(rows)}.values())  # first row of each type
     ordered = by_type + [p for p in rows if p not in by_type]
     return ordered[: rng.randint(lo, min(hi, len(ordered)))]

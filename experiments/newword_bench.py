@@ -1,0 +1,249 @@
+"""New-word benchmark: held-out new-word NLL after continued pretraining on raw text, arm by arm.
+
+Invented words (drug, disease and sign names built from syllables with ``--data-seed``) appear in generated
+raw-text documents; the held-out documents use other sentence templates than the training ones, so the score is
+about the words, not the sentences. Every arm trains on the same ``train.txt`` for the same steps, batch, length
+and learning rate, and is scored on the same ``heldout.txt`` by ``qwenft.metrics.newword`` (NLL per word
+occurrence: the sum over the tokens that spell it, so arms with different tokenizers compare):
+
+* ``none`` -- no extension: the words stay Qwen's pieces (qwenft pipeline, ``tokenizer=none``).
+* ``usual`` -- the usual recipe: ``tokenizer.add_tokens(words)``, ``resize_token_embeddings(len(tokenizer))``
+  (transformers' mean init), LoRA r=8 on q_proj/v_proj through PEFT, new rows frozen, HF ``Trainer`` with
+  ``DataCollatorForLanguageModeling`` on the same documents (each + ``<|endoftext|>``, truncated to the length).
+* ``qwenft`` -- qwenft's default: ``data=text`` (windows, packed), extension with kept/added forms,
+  ``mean_subword`` rows that train (``trainable_rows=new_rows``), LoRA on every projection.
+* ablations: ``qwenft_qv`` (qwenft with the usual recipe's adapter, LoRA r=8 q/v), ``qwenft_frozen_rows``,
+  ``qwenft_init_default`` (mean of all rows, as resize does), ``qwenft_no_rows_lr`` (rows at the body's lr).
+
+    python -m experiments.newword_bench [--model offline] [--steps 40] [--batch 8] [--seeds 0 1 2] \
+        [--arms none usual qwenft ...] [--out experiments/results/newword_bench]
+
+Writes ``results.json`` (every arm x seed) and ``RESULTS.md`` (mean ± sd per arm, ratio to ``usual``, command,
+machine, date) under ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime
+import json
+import math
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SYLLABLES = ["zor", "bix", "quan", "tel", "vry", "mox", "daz", "plin", "xer", "ulf", "kav", "nep", "tor", "gli"]
+SUFFIX = {"drug": ["amab", "ocin", "atril", "ivane"], "disease": ["itis", "osis", "emia"], "sign": ["ax", "ule"]}
+TRAIN_TEMPLATES = {
+    "drug": ["The patient was started on {w} twice daily.", "{W} is given for {d}.",
+             "After a week of {w}, the {s} resolved.", "Doses of {w} are reduced in kidney failure.",
+             "Side effects of {w} include nausea."],
+    "disease": ["{W} often presents with {s}.", "The diagnosis of {w} was confirmed by biopsy.",
+                "Patients with {w} respond to {g}.", "Untreated {w} can spread to the lungs."],
+    "sign": ["On examination there was marked {w}.", "{W} is a classic sign of {d}.",
+             "The {w} faded after treatment."],
+}
+HELDOUT_TEMPLATES = {  # sentences never seen in training: only the words carry over
+    "drug": ["Her doctor prescribed {w} for {d}.", "Stop {w} if a rash appears."],
+    "disease": ["A family history of {w} raises the risk.", "In {w}, the {s} is usually the first finding."],
+    "sign": ["Nurses noted {w} on the second day.", "Without {w}, {d} is unlikely."],
+}
+ARMS = ("none", "usual", "qwenft", "qwenft_qv", "qwenft_frozen_rows", "qwenft_init_default", "qwenft_no_rows_lr")
+LEARNING_RATE, MAX_LENGTH = 3e-4, 128
+
+
+# --------------------------------------------------------------------------------------------------- data
+
+
+def invented_words(seed: int, per_kind: int = 4) -> dict[str, list[str]]:
+    """Words Qwen has never seen, by kind, reproducible from ``seed`` (no two alike)."""
+    rng = random.Random(seed)
+    words: dict[str, list[str]] = {}
+    seen: set[str] = set()
+    for kind, ends in SUFFIX.items():
+        words[kind] = []
+        while len(words[kind]) < per_kind:
+            w = "".join(rng.sample(SYLLABLES, 2)) + rng.choice(ends)
+            if w not in seen:
+                seen.add(w)
+                words[kind].append(w)
+    return words
+
+
+def documents(words: dict[str, list[str]], templates: dict[str, list[str]], n: int, seed: int) -> list[str]:
+    """``n`` raw-text documents of 3-6 sentences, each sentence from ``templates`` with random words."""
+    rng = random.Random(seed)
+    docs = []
+    for _ in range(n):
+        sentences = []
+        for _ in range(rng.randint(3, 6)):
+            kind = rng.choice(list(templates))
+            w = rng.choice(words[kind])
+            sentences.append(rng.choice(templates[kind]).format(
+                w=w, W=w.capitalize(), d=rng.choice(words["disease"]), s=rng.choice(words["sign"]),
+                g=rng.choice(words["drug"])))
+        docs.append(" ".join(sentences))
+    return docs
+
+
+def write_data(out: Path, data_seed: int, n_train: int, n_heldout: int) -> dict:
+    words = invented_words(data_seed)
+    flat = [w for ws in words.values() for w in ws]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "words.txt").write_text("".join(w + "\n" for w in flat), encoding="utf-8")
+    train = documents(words, TRAIN_TEMPLATES, n_train, data_seed)
+    heldout = documents(words, HELDOUT_TEMPLATES, n_heldout, data_seed + 1)
+    (out / "train.txt").write_text("\n".join(train) + "\n", encoding="utf-8")
+    (out / "heldout.txt").write_text("\n".join(heldout) + "\n", encoding="utf-8")
+    return {"words": flat, "train": train, "heldout": heldout, "dir": out}
+
+
+# --------------------------------------------------------------------------------------------------- arms
+
+
+def qwenft_overrides(arm: str) -> list[str]:
+    from experiments.bench.baseline_recipe import LORA
+
+    qv = [f"peft.target_modules=[{','.join(LORA['target_modules'])}]", f"peft.r={LORA['r']}",
+          f"peft.alpha={LORA['lora_alpha']}"]
+    return {"none": ["tokenizer=none"], "qwenft": [], "qwenft_qv": qv,
+            "qwenft_frozen_rows": ["tokenizer.trainable_rows=frozen"],
+            "qwenft_init_default": ["tokenizer.init=default"],
+            "qwenft_no_rows_lr": [f"tokenizer.rows_lr={LEARNING_RATE}"]}[arm]
+
+
+def run_qwenft(arm: str, model: str, data: dict, steps: int, batch: int, seed: int, run_dir: str):
+    """qwenft's own pipeline on the raw text; returns (model, tokenizer, seconds)."""
+    from qwenft.config import compose
+    from qwenft.train.loop import train
+
+    d = data["dir"]
+    cfg = compose("train", [
+        f"model={model}", "data=text", f"data.train_path={d / 'train.txt'}", f"data.batch_size={batch}",
+        f"data.max_length={MAX_LENGTH}", f"tokenizer.words_file={d / 'words.txt'}", f"eval_words_file={d / 'words.txt'}",
+        "logger=none", "callbacks=none", f"trainer.max_steps={steps}", "trainer.precision=32-true",
+        "validate_before=false", f"optim.lr={LEARNING_RATE}", "export.enabled=false", f"seed={seed}",
+        f"paths.output_dir={run_dir}", *qwenft_overrides(arm)])
+    handles: dict = {}
+    start = time.perf_counter()
+    train(cfg, run_dir=run_dir, handles=handles)
+    return handles["module"].model, handles["tokenizer"], time.perf_counter() - start
+
+
+def run_usual(model: str, data: dict, steps: int, batch: int, seed: int, run_dir: str):
+    """The usual recipe on the same documents (same model source, same steps/batch/length/lr)."""
+    import torch
+    from datasets import Dataset
+    from hydra.utils import instantiate
+    from peft import LoraConfig, get_peft_model
+    from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments, set_seed
+
+    from experiments.bench.baseline_recipe import LORA
+    from qwenft.config import compose
+
+    set_seed(seed)
+    loaded = instantiate(compose("train", [f"model={model}"]).model)
+    tokenizer = copy.deepcopy(loaded.tokenizer)
+    tokenizer.add_tokens(data["words"])
+    hf_model = loaded.model.float()
+    hf_model.resize_token_embeddings(len(tokenizer))
+    hf_model.config.use_cache = False
+    eos = "<|endoftext|>"
+    ds = Dataset.from_list([{"text": t + eos} for t in data["train"]]).map(
+        lambda ex: tokenizer(ex["text"], truncation=True, max_length=MAX_LENGTH), remove_columns=["text"])
+    peft_model = get_peft_model(hf_model, LoraConfig(**LORA, task_type="CAUSAL_LM"))
+    args = TrainingArguments(output_dir=run_dir, max_steps=steps, per_device_train_batch_size=batch,
+                             learning_rate=LEARNING_RATE, use_cpu=not torch.cuda.is_available(), report_to=[],
+                             save_strategy="no", logging_steps=max(steps, 1), seed=seed, lr_scheduler_type="cosine",
+                             warmup_steps=max(1, steps // 10), dataloader_num_workers=0)
+    start = time.perf_counter()
+    Trainer(model=peft_model, args=args, train_dataset=ds,
+            data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False)).train()
+    return peft_model, tokenizer, time.perf_counter() - start
+
+
+def score(model, tokenizer, data: dict) -> dict:  # noqa: ANN001
+    from qwenft.metrics.newword import new_word_nll
+
+    stats = new_word_nll(model, tokenizer, data["heldout"], data["words"], max_length=MAX_LENGTH * 4)
+    return {"new_word_nll": stats.new_word_nll, "bits_per_byte": stats.bits_per_byte,
+            "occurrences": stats.occurrences}
+
+
+def run_arm(arm: str, model: str, data: dict, steps: int, batch: int, seed: int) -> dict:
+    with tempfile.TemporaryDirectory() as run_dir:
+        if arm == "usual":
+            trained, tok, seconds = run_usual(model, data, steps, batch, seed, run_dir)
+        else:
+            trained, tok, seconds = run_qwenft(arm, model, data, steps, batch, seed, run_dir)
+        return {"arm": arm, "seed": seed, "seconds": seconds, **score(trained, tok, data)}
+
+
+# ---------------------------------------------------------------------------------------------- reporting
+
+
+def summarise(rows: list[dict]) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    for arm in dict.fromkeys(r["arm"] for r in rows):
+        vals = [r["new_word_nll"] for r in rows if r["arm"] == arm]
+        bpb = [r["bits_per_byte"] for r in rows if r["arm"] == arm]
+        out[arm] = {"new_word_nll": statistics.fmean(vals), "sd": statistics.stdev(vals) if len(vals) > 1 else 0.0,
+                    "bits_per_byte": statistics.fmean(bpb), "seeds": len(vals)}
+    usual = out.get("usual", {}).get("new_word_nll")
+    for s in out.values():
+        s["vs_usual"] = s["new_word_nll"] / usual if usual else math.nan
+    return out
+
+
+def markdown(summary: dict[str, dict], stamp: dict) -> str:
+    lines = [f"# New-word benchmark ({stamp['model']}, {stamp['steps']} steps x batch {stamp['batch']}, "
+             f"seeds {stamp['seeds']})", "",
+             f"`{stamp['command']}` -- {stamp['machine']}, {stamp['date']}. Held-out new-word NLL in nats per "
+             f"occurrence ({stamp['occurrences']} occurrences of {len(stamp['words'])} invented words in "
+             f"{stamp['heldout_docs']} documents with unseen templates); lower is better.", "",
+             "| arm | new-word NLL (mean ± sd) | × usual recipe | bits/byte |", "|---|---|---|---|"]
+    for arm, s in summary.items():
+        lines.append(f"| {arm} | {s['new_word_nll']:.3f} ± {s['sd']:.3f} | {s['vs_usual']:.2f} | "
+                     f"{s['bits_per_byte']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="offline")
+    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
+    ap.add_argument("--data-seed", type=int, default=0)
+    ap.add_argument("--train-docs", type=int, default=400)
+    ap.add_argument("--heldout-docs", type=int, default=80)
+    ap.add_argument("--out", default="experiments/results/newword_bench")
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    data = write_data(out / "data", args.data_seed, args.train_docs, args.heldout_docs)
+    rows = []
+    for seed in args.seeds:
+        for arm in args.arms:
+            rows.append(run_arm(arm, args.model, data, args.steps, args.batch, seed))
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    from qwenft.train.runinfo import cpu_model
+
+    stamp = {"command": "python -m experiments.newword_bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+             "machine": f"{cpu_model()} ({platform.machine()})", "date": datetime.date.today().isoformat(),
+             "model": args.model, "steps": args.steps, "batch": args.batch, "seeds": args.seeds,
+             "words": data["words"], "heldout_docs": len(data["heldout"]), "occurrences": rows[0]["occurrences"]}
+    summary = summarise(rows)
+    (out / "results.json").write_text(json.dumps({"stamp": stamp, "rows": rows, "summary": summary}, indent=2))
+    (out / "RESULTS.md").write_text(markdown(summary, stamp))
+    print(markdown(summary, stamp))
+    return {"stamp": stamp, "rows": rows, "summary": summary}
+
+
+if __name__ == "__main__":
+    main()

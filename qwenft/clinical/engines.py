@@ -1,0 +1,286 @@
+"""Where the texts of a clinical prompt are generated: ``generation.engine: auto | hf | vllm``.
+
+* ``hf``: the loaded ``transformers`` model, one batched ``generate`` per stage with the shared-prefix prefill of
+  ``qwenft.clinical.generate``. Works for every model, the in-memory ``tiny`` one and a model being trained.
+* ``vllm``: a vLLM OpenAI-compatible server that qwenft starts on 127.0.0.1 from its own environment
+  (``.venv-vllm``: vLLM pins ``transformers<5.20``, qwenft needs ``>=5.24``, so the two cannot share one) and
+  talks to over HTTP (``qwenft.clinical.vllm_server``). Prompts are sent as token ids that qwenft builds with its
+  own tokenizer and chat template, so both engines read the same tokens; vLLM's prefix caching replaces the
+  hand-made shared-prefix prefill. It needs the model as a folder on disk.
+* ``auto``: ``vllm`` where it is installed, this machine can run it and the model is a folder; else ``hf``, with
+  one line on stderr saying why.
+
+Every engine has the same small surface: ``complete(prompts, settings) -> texts`` (one user message per prompt,
+greedy unless ``settings.do_sample``), ``close()``, and what the answering code reads off a loaded model
+(``tokenizer``, ``instruct``, ``name``, ``context_length``). ``parallel`` says how many prompts may be in flight
+at once (``qwenft evaluate`` answers that many concurrently): 1 for ``hf``, whose model is not thread-safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from qwenft.clinical.generate import GenerationSettings, generate_batch
+from qwenft.errors import UserError
+
+log = logging.getLogger(__name__)
+
+ENGINES = ("auto", "hf", "vllm")
+
+
+class Engine(ABC):
+    """One way of turning prompts into completions; a context manager that releases what it started."""
+
+    name: str = "engine"
+    parallel: int = 1
+
+    tokenizer: object
+    instruct: bool
+
+    @abstractmethod
+    def complete(self, prompts: list[str], settings: GenerationSettings) -> list[str]:
+        """One user message per prompt -> one completion per prompt, in order."""
+
+    @property
+    def context_length(self) -> int | None:
+        return None
+
+    @property
+    def model(self):  # noqa: ANN201 - what ``answer(parsed, strategy, model, ...)`` takes
+        """What the answering functions take as ``model``: the engine itself (they call ``complete``)."""
+        return self
+
+    def close(self) -> None:  # noqa: B027 - most engines start nothing
+        """Stop what this engine started (a server process); idempotent."""
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class HFEngine(Engine):
+    """The loaded transformers model; ``model`` is the torch model, so callers keep the batched HF path."""
+
+    name = "hf"
+    parallel = 1
+
+    def __init__(self, loaded) -> None:  # noqa: ANN001 - qwenft.model.sources.Loaded
+        self.loaded = loaded
+        self.tokenizer, self.instruct, self.label = loaded.tokenizer, loaded.instruct, loaded.name
+
+    @property
+    def model(self):  # noqa: ANN201
+        return self.loaded.model
+
+    @property
+    def context_length(self) -> int | None:
+        value = getattr(getattr(self.loaded.model, "config", None), "max_position_embeddings", None)
+        return int(value) if isinstance(value, int) and value > 0 else None
+
+    def complete(self, prompts: list[str], settings: GenerationSettings) -> list[str]:
+        return generate_batch(self.loaded.model, self.tokenizer, prompts, self.instruct, **vars(settings))
+
+
+# ------------------------------------------------------------------------------------------------ settings
+
+
+@dataclass
+class VllmSettings:
+    """``generation.vllm`` in ``conf/answer.yaml``, ``evaluate.yaml``, ``serve.yaml``, ``callbacks/clinical_eval``.
+
+    ``python``: the interpreter of the vLLM environment (null: ``$QWENFT_VLLM_PYTHON``, then ``.venv-vllm`` in the
+    checkout, then ``$QWENFT_CACHE/venv-vllm``, then this interpreter if it imports vllm). ``url``: a vLLM server
+    that is already running (e.g. the one ``qwenft serve`` prints) instead of starting one; it must serve the same
+    model folder. ``host``/``port`` of a server started here (port 0: a free one). ``kv_cache_gib``: CPU KV cache (``VLLM_CPU_KVCACHE_SPACE``).
+    ``max_model_len``: null = the model's own context. ``parallel``: prompts ``evaluate`` keeps in flight.
+    ``compile``: torch.compile the model (vLLM's default; on a CPU it doubles the start-up for ~20 % faster
+    decoding), else ``--enforce-eager``.
+    """
+
+    python: str | None = None
+    url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 0
+    kv_cache_gib: float = 2.0
+    max_model_len: int | None = None
+    parallel: int = 8
+    start_timeout_s: float = 900.0
+    served_name: str = "qwenft"
+    compile: bool = False
+
+    @classmethod
+    def from_dict(cls, values: dict | None) -> VllmSettings:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values or {}) - known)
+        if unknown:
+            raise UserError(f"generation.vllm.{unknown[0]}: unknown key (known: {', '.join(sorted(known))})")
+        return cls(**(values or {}))
+
+
+@dataclass
+class EngineChoice:
+    """``generation`` split into the engine's name, its vLLM settings and the decoding settings."""
+
+    engine: str = "auto"
+    vllm: VllmSettings = field(default_factory=VllmSettings)
+    settings: GenerationSettings = field(default_factory=GenerationSettings)
+
+    @classmethod
+    def from_generation(cls, gen: dict | None) -> EngineChoice:
+        gen = dict(gen or {})
+        engine = str(gen.pop("engine", "auto") or "auto")
+        if engine not in ENGINES:
+            raise UserError(f"generation.engine={engine!r}: use one of {', '.join(ENGINES)}")
+        return cls(engine, VllmSettings.from_dict(gen.pop("vllm", None)), GenerationSettings.from_dict(gen))
+
+
+# ------------------------------------------------------------------------------------------- the model folder
+
+
+def model_folder(model_cfg) -> str | None:  # noqa: ANN001 - DictConfig or dict of conf/model/*.yaml
+    """The folder (or hub id) vLLM loads for a model config, without loading the model; None when the model
+    only exists in memory (``tiny``). ``offline`` is imported from its GGUF first if it is not there yet."""
+    get = model_cfg.get
+    target = str(get("_target_", ""))
+    if target.endswith(".offline"):
+        folder = Path(str(get("cache_dir"))).expanduser()
+        if not (folder / "model.safetensors").exists():
+            from qwenft.model.gguf_import import import_gguf
+
+            import_gguf(folder)
+        return str(folder)
+    if target.endswith(".pretrained"):
+        if get("trust_remote_code"):
+            return None  # vLLM would run the repository's code too: leave such models to hf
+        name = str(get("name_or_path"))
+        return str(Path(name).expanduser()) if Path(name).expanduser().is_dir() else name
+    return None
+
+
+# ---------------------------------------------------------------------------------------------- choosing
+
+
+def notice(text: str) -> None:
+    """One line on stderr (stdout carries answers)."""
+    print(f"qwenft: {text}", file=sys.stderr, flush=True)
+
+
+def resolve(choice: EngineChoice, model_cfg) -> tuple[str, str | None, str | None]:  # noqa: ANN001
+    """(engine name, model folder for vLLM, vLLM interpreter). ``vllm`` asked for explicitly and not possible is
+    a ``UserError``; ``auto`` falls back to ``hf`` with a one-line notice."""
+    from qwenft.clinical.vllm_server import find_python, unsupported_reason
+
+    if choice.engine == "hf":
+        return "hf", None, None
+    folder = model_folder(model_cfg)
+    python = find_python(choice.vllm.python)
+    if choice.vllm.url:
+        python = python or sys.executable  # not started by us: only the URL is used
+    why = None
+    if folder is None:
+        why = (f"model {model_cfg.get('_target_', '?').rsplit('.', 1)[-1]} has no folder on disk "
+               "(vLLM loads a model folder)")
+    elif python is None:
+        why = ("vLLM is not installed (no .venv-vllm: `make setup` installs it, QWENFT_SKIP_VLLM=1 skips it; "
+               "or set QWENFT_VLLM_PYTHON / generation.vllm.python)")
+    elif not choice.vllm.url:
+        why = unsupported_reason()
+    if why is None:
+        return "vllm", folder, python
+    if choice.engine == "vllm":
+        raise UserError(f"generation.engine=vllm: {why}")
+    notice(f"generation.engine=auto: {why}; using hf")
+    return "hf", None, None
+
+
+def open_engine(gen: dict | None, model_cfg=None, loaded=None, log_dir: str | Path | None = None,  # noqa: ANN001
+                check: Callable[[Engine], None] | None = None) -> Engine:
+    """The engine ``generation`` asks for, started. ``loaded`` (a ``Loaded``) is used by ``hf`` when given;
+    otherwise ``hf`` instantiates ``model_cfg``. ``check(engine)`` runs once the tokenizer and context length are
+    known but before a vLLM server starts (prompt checks). The caller closes it (``with open_engine(...)``)."""
+    choice = EngineChoice.from_generation(gen)
+    if model_cfg is None and loaded is None:
+        raise ValueError("open_engine needs model_cfg or loaded")
+    name, folder, python = resolve(choice, model_cfg) if model_cfg is not None else ("hf", None, None)
+    if name == "hf":
+        if loaded is None:
+            from hydra.utils import instantiate
+
+            loaded = instantiate(model_cfg)
+        engine = HFEngine(loaded)
+        if check is not None:
+            check(engine)
+        return engine
+    from qwenft.clinical.vllm_server import VllmEngine
+
+    engine = VllmEngine.prepare(folder, choice.vllm, instruct=bool(model_cfg.get("instruct", True)))
+    if check is not None:
+        try:
+            check(engine)
+        except BaseException:
+            engine.close()
+            raise
+    return engine.launch(python, bf16=choice.settings.bf16, log_dir=log_dir)
+
+
+def decoding(gen: dict | None) -> dict:
+    """``generation`` without the engine keys: what ``GenerationSettings`` and the answering functions take."""
+    return {k: v for k, v in (gen or {}).items() if k not in ("engine", "vllm")}
+
+
+def cache_settings(gen: dict | None, engine: Engine | None) -> dict:
+    """What of ``generation`` decides a prediction (``qwenft evaluate``'s resume key): the decoding settings, and
+    the engine when it is not ``hf`` -- bf16 vLLM and HF may differ after the first tokens (README "Engines")."""
+    out = decoding(gen)
+    if engine is not None and engine.name != "hf":
+        out["engine"] = engine.name
+    return out
+
+
+class _InMemory:
+    """A ``Loaded``-shaped view of a model that is not from a config (the one being trained)."""
+
+    def __init__(self, model, tokenizer, instruct: bool, name: str = "in-memory") -> None:  # noqa: ANN001
+        self.model, self.tokenizer, self.instruct, self.name = model, tokenizer, instruct, name
+
+
+def open_engine_for_model(gen: dict | None, model, tokenizer, instruct: bool) -> Engine:  # noqa: ANN001
+    """An engine for a model in memory (``ClinicalEval`` during training). ``hf`` uses it as it is; ``vllm``
+    writes its merged weights (adapters and trained rows folded into a copy) and the tokenizer to a temp folder
+    and serves that, removed again on ``close()``. Costly on a CPU: see README "Engines"."""
+    choice = EngineChoice.from_generation(gen)
+    if choice.engine == "hf":
+        return HFEngine(_InMemory(model, tokenizer, instruct))
+    from qwenft.clinical.vllm_server import VllmEngine, find_python, unsupported_reason
+
+    python = find_python(choice.vllm.python)
+    why = "vLLM is not installed" if python is None and not choice.vllm.url else (
+        None if choice.vllm.url else unsupported_reason())
+    if why is not None:
+        if choice.engine == "vllm":
+            raise UserError(f"generation.engine=vllm: {why}")
+        notice(f"generation.engine=auto: {why}; using hf")
+        return HFEngine(_InMemory(model, tokenizer, instruct))
+    import copy
+    import shutil
+    import tempfile
+
+    from qwenft.adapters.apply import merged_model
+
+    folder = tempfile.mkdtemp(prefix="qwenft-weights-")
+    try:
+        merged_model(copy.deepcopy(model)).save_pretrained(folder, safe_serialization=True)
+        tokenizer.save_pretrained(folder)
+        engine = VllmEngine.prepare(folder, choice.vllm, instruct=instruct).launch(python, bf16=choice.settings.bf16)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    engine.remove_on_close = folder
+    return engine

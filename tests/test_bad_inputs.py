@@ -1,0 +1,830 @@
+"""The bad-input battery (issue #18): generated bad data files, word lists, config values, stdin and faults.
+
+Every case runs the real CLI entry point (``qwenft.cli.main``, in-process: see ``tests/badinputs.py``) on
+``model=tiny`` and asserts what a user must see: exit 2 (3 for an unwritable output), exactly one stderr line
+``error: ...`` naming the file and line or the config key, no traceback, and nothing written or lost. The heavy
+fault cases that need a trained run are in ``tests/test_interrupts.py`` (slow).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from badinputs import mounted, run_cli, tree_digest
+from omegaconf import OmegaConf
+from trainutil import TINY
+
+from qwenft.config import compose
+from qwenft.validation import RULES, Rule, _leaves, _rule_for
+
+PC = {"prompt": "What is neurogenix?", "completion": "A drug."}
+MSG = {"messages": [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}]}
+CLIN = {"scenario": "A 40-year-old man.", "questions": ["Diagnosis?"], "summary": "Man.", "answers": ["Flu."]}
+
+
+def jl(*rows: object) -> bytes:
+    """JSONL bytes; str rows verbatim, anything else as JSON."""
+    return ("\n".join(r if isinstance(r, str) else json.dumps(r) for r in rows) + "\n").encode()
+
+
+# ------------------------------------------------------------------------------------------ data files
+# (id, file name, content bytes, expected line or None, needle in the message)
+DATA_CASES: list[tuple[str, str, bytes, int | None, str]] = [
+    ("truncated-object", "d.jsonl", jl(PC, '{"prompt": "a", "completion": '), 2, "malformed JSON"),
+    ("trailing-comma", "d.jsonl", jl(PC, PC, '{"prompt": "a", "completion": "b",}'), 3, "malformed JSON"),
+    ("single-quotes", "d.jsonl", jl("{'prompt': 'a', 'completion': 'b'}"), 1, "malformed JSON"),
+    ("unquoted-key", "d.jsonl", jl(PC, "{prompt: 1}"), 2, "malformed JSON"),
+    ("bare-bracket", "d.jsonl", jl(PC, "["), 2, "malformed JSON"),
+    ("two-objects-one-line", "d.jsonl", jl(PC, json.dumps(PC) + json.dumps(PC)), 2, "malformed JSON"),
+    ("number-line", "d.jsonl", jl(PC, "42"), 2, "expected a JSON object, got number"),
+    ("string-line", "d.jsonl", jl(PC, '"text"'), 2, "expected a JSON object, got string"),
+    ("array-line", "d.jsonl", jl(PC, "[1, 2]"), 2, "expected a JSON object, got array"),
+    ("null-line", "d.jsonl", jl(PC, "null"), 2, "expected a JSON object, got null"),
+    ("bool-line", "d.jsonl", jl(PC, "true"), 2, "expected a JSON object, got boolean"),
+    ("prompt-only", "d.jsonl", jl(PC, {"prompt": "a"}), 2, "missing column 'completion'"),
+    ("completion-only", "d.jsonl", jl(PC, PC, {"completion": "a"}), 3, "missing column 'prompt'"),
+    ("other-names", "d.jsonl", jl({"question": "a", "answer": "b"}), 1, "cannot tell the schema"),
+    ("prompt-number", "d.jsonl", jl(PC, {"prompt": 3, "completion": "b"}), 2, "must be a string, got number"),
+    ("completion-list", "d.jsonl", jl({"prompt": "a", "completion": ["b"]}), 1, "must be a string, got array"),
+    ("prompt-null", "d.jsonl", jl(PC, {"prompt": None, "completion": "b"}), 2, "must be a string, got null"),
+    ("prompt-empty", "d.jsonl", jl(PC, {"prompt": "", "completion": "b"}), 2, "empty column 'prompt'"),
+    ("completion-blank", "d.jsonl", jl(PC, {"prompt": "a", "completion": " \t "}), 2, "empty column 'completion'"),
+    ("id-object", "d.jsonl", jl({**PC, "id": {"a": 1}}), 1, "must be a string or integer"),
+    ("dup-prompt", "d.jsonl", jl(PC, '{"prompt": "a", "prompt": "b", "completion": "c"}'), 2, "duplicate key 'prompt'"),
+    ("dup-completion", "d.jsonl", jl('{"prompt": "a", "completion": "b", "completion": "c"}'), 1,
+     "duplicate key 'completion'"),
+    ("dup-nested", "d.jsonl", jl(MSG, '{"messages": [{"role": "user", "role": "assistant", "content": "x"}]}'), 2,
+     "duplicate key 'role'"),
+    ("dup-in-array-file", "d.json", b'[\n{"prompt": "a", "completion": "b"},\n{"prompt": "a", "prompt": "b", '
+     b'"completion": "c"}\n]\n', 3, "duplicate key 'prompt'"),
+    ("latin1", "d.jsonl", jl(PC) + '{"prompt": "caf\xe9", "completion": "b"}\n'.encode("latin-1"), 2, "not valid UTF-8"),
+    ("byte-ff", "d.jsonl", jl(PC, PC) + b'{"prompt": "\xff", "completion": "b"}\n', 3, "not valid UTF-8: byte 0xff"),
+    ("cut-multibyte", "d.jsonl", b'{"prompt": "\xe2\x82", "completion": "b"}\n', 1, "not valid UTF-8"),
+    ("utf16", "d.jsonl", json.dumps(PC).encode("utf-16"), 1, "not valid UTF-8"),
+    ("lone-surrogate", "d.jsonl", jl(PC, '{"prompt": "\\ud800", "completion": "b"}'), 2, "unpaired surrogate"),
+    ("deep-nesting", "d.jsonl", jl(PC, "[" * 100000 + "]" * 100000), 2, "malformed JSON"),
+    ("huge-int", "d.jsonl", jl(PC, '{"prompt": "a", "completion": ' + "1" * 5000 + "}"), 2, "malformed JSON"),
+    ("messages-empty", "d.jsonl", jl({"messages": []}), 1, "non-empty array"),
+    ("messages-no-user", "d.jsonl", jl({"messages": [{"role": "assistant", "content": "x"}]}), 1, "no user turn"),
+    ("messages-last-user", "d.jsonl", jl(MSG, {"messages": [{"role": "user", "content": "x"}]}), 2,
+     "must be the assistant"),
+    ("messages-bad-role", "d.jsonl", jl({"messages": [{"role": "robot", "content": "x"}]}), 1, "has role 'robot'"),
+    ("messages-content-int", "d.jsonl", jl({"messages": [{"role": "user", "content": 1}]}), 1,
+     "content must be a string"),
+    ("messages-not-objects", "d.jsonl", jl({"messages": ["hi"]}), 1, "must be an object"),
+    ("clinical-mismatch", "d.jsonl", jl({**CLIN, "answers": ["a", "b"]}), 1, "must pair up"),
+    ("clinical-no-questions", "d.jsonl", jl({**CLIN, "questions": [], "answers": []}), 1, "empty array"),
+    ("clinical-questions-text", "d.jsonl", jl(CLIN, {**CLIN, "questions": "Diagnosis?"}), 2,
+     "must be an array of strings"),
+    ("clinical-missing-summary", "d.jsonl", jl({k: v for k, v in CLIN.items() if k != "summary"}), 1,
+     "missing column 'summary'"),
+    ("mixed-schemas", "d.jsonl", jl(PC, MSG), 2, "missing column 'prompt'"),
+    ("empty-file", "d.jsonl", b"", None, "no records"),
+    ("blank-lines", "d.jsonl", b"\n \n\t\n", None, "no records"),
+    ("bom-only", "d.jsonl", b"\xef\xbb\xbf", None, "no records"),
+    ("json-broken-array", "d.json", b'[\n{"prompt": "a", "completion": "b"},\n{"prompt": \n', 4, "malformed JSON"),
+    ("json-extra-after-array", "d.json", b'[{"prompt": "a", "completion": "b"}]\n[]\n', 2, "extra data"),
+    ("json-array-of-numbers", "d.json", b"[1, 2, 3]\n", 1, "expected a JSON object"),
+    ("json-pretty-error", "d.json", b'{\n  "prompt": "a",\n  "completion": \n}\n', 4, "malformed JSON"),
+    ("json-empty-array", "d.json", b"[]\n", None, "no records"),
+    ("csv-unclosed-quote", "d.csv", b'prompt,completion\n"a,b\n', 2, "bad CSV"),
+    ("csv-field-count", "d.csv", b"prompt,completion\na,b\nc,d,e\n", 3, "has 3 fields but the header has 2"),
+    ("csv-semicolons", "d.csv", b"prompt;completion\na;b\n", 1, "';'-separated"),
+    ("csv-dup-header", "d.csv", b"prompt,prompt,completion\na,b,c\n", 1, "duplicate column names"),
+    ("csv-missing-column", "d.csv", b"prompt,answer\na,b\n", 2, "missing column 'completion'"),
+    ("csv-latin1", "d.csv", "prompt,completion\ncaf\xe9,b\n".encode("latin-1"), 2, "not valid UTF-8"),
+    ("csv-header-only", "d.csv", b"prompt,completion\n", None, "no records"),
+    ("csv-empty", "d.csv", b"", None, "no records"),
+    ("csv-blank-prompt", "d.csv", b"prompt,completion\n,b\n", 2, "empty column 'prompt'"),
+    ("parquet-garbage", "d.parquet", b"PAR1 not really parquet", None, "cannot read Parquet"),
+    ("parquet-empty", "d.parquet", b"", None, "cannot read Parquet"),
+    ("docx-not-supported", "d.docx", b"PK\x03\x04", None, "unsupported file type '.docx'"),
+    ("xlsx-not-supported", "d.xlsx", b"PK\x03\x04", None, "unsupported file type '.xlsx'"),
+    ("no-extension", "data", jl(PC), None, "unsupported file type"),
+]
+
+
+@pytest.mark.parametrize("case", DATA_CASES, ids=[c[0] for c in DATA_CASES])
+def test_bad_training_file(case, tmp_path, monkeypatch, capsys):
+    _, name, content, line, needle = case
+    path = tmp_path / name
+    path.write_bytes(content)
+    run = tmp_path / "run"
+    res = run_cli(["train", *TINY, "data=files", f"data.train_path={path}", f"hydra.run.dir={run}"],
+                  monkeypatch, capsys)
+    msg = res.one_error_line()
+    where = f"{path}:{line}: " if line is not None else f"{path}: "
+    assert msg.startswith(where) and needle in msg, msg
+    assert not (run / "run_info.json").exists() and not (run / "config.yaml").exists()  # before the model
+
+
+def _special(tmp_path: Path, kind: str) -> Path:
+    """Things that are not regular files, named like data files."""
+    if kind == "fifo":
+        path = tmp_path / "pipe.jsonl"
+        os.mkfifo(path)  # a reader would block forever: must be refused without opening it
+    elif kind == "device":
+        path = tmp_path / "zero.jsonl"
+        path.symlink_to("/dev/zero")  # endless bytes
+    elif kind == "folder":
+        path = tmp_path / "folder.jsonl"
+        path.mkdir()
+    elif kind == "not-a-dataset":
+        path = tmp_path / "plain_folder"
+        path.mkdir()
+        (path / "x.txt").write_text("x")
+    elif kind == "missing":
+        path = tmp_path / "nope.jsonl"
+    elif kind == "dangling-link":
+        path = tmp_path / "link.jsonl"
+        path.symlink_to(tmp_path / "gone.jsonl")
+    else:
+        raise ValueError(kind)
+    return path
+
+
+SPECIAL = [("fifo", "a FIFO"), ("device", "a character device"), ("folder", "cannot read as a dataset"),
+           ("not-a-dataset", "cannot read as a dataset"), ("missing", "file not found"),
+           ("dangling-link", "file not found")]
+
+
+@pytest.mark.parametrize(("kind", "needle"), SPECIAL, ids=[k for k, _ in SPECIAL])
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_training_path_that_is_not_a_regular_file(kind, needle, split, tmp_path, monkeypatch, capsys):
+    good = tmp_path / "good.jsonl"
+    good.write_bytes(jl(PC, PC))
+    bad = _special(tmp_path, kind)
+    paths = {"train": good, "val": good, split: bad}
+    res = run_cli(["train", *TINY, "data=files", f"data.train_path={paths['train']}",
+                   f"data.val_path={paths['val']}", f"hydra.run.dir={tmp_path}/run"], monkeypatch, capsys, timeout=60)
+    msg = res.one_error_line()
+    assert msg.startswith(f"{bad}: ") and needle in msg, msg
+
+
+def test_a_data_file_over_the_size_limit_is_refused_before_reading(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "big.jsonl"
+    path.write_bytes(jl(*[PC] * 200))
+    res = run_cli(["train", *TINY, "data=files", f"data.train_path={path}", f"hydra.run.dir={tmp_path}/run"],
+                  monkeypatch, capsys, env={"QWENFT_MAX_INPUT_MB": "0.001"})
+    msg = res.one_error_line()
+    assert msg.startswith(f"{path}: file is") and "QWENFT_MAX_INPUT_MB" in msg, msg
+
+
+# ------------------------------------------------------------------------------------------- word lists
+WORD_CASES: list[tuple[str, bytes | str, int | None, str]] = [
+    ("empty", b"", None, "no words"),
+    ("comments-only", b"# a comment\n# another\n", None, "no words"),
+    ("blank-only", b"\n  \n\t\n", None, "no words"),
+    ("tab-without-word", b"neurogenix\n\tgloss only\n", 2, "empty word before the tab"),
+    ("latin1", "neurogenix\ncaf\xe9\n".encode("latin-1"), 2, "not valid UTF-8"),
+    ("byte-ff-line-3", b"a\nb\n\xff\n", 3, "not valid UTF-8: byte 0xff"),
+    ("utf16", "neurogenix\n".encode("utf-16"), 1, "not valid UTF-8"),
+    ("fifo", "fifo", None, "a FIFO"),
+    ("folder", "folder", None, "a folder"),
+    ("missing", "missing", None, "words file not found"),
+    ("device", "device", None, "a character device"),
+]
+
+
+def _words_path(tmp_path: Path, content: bytes | str) -> Path:
+    if isinstance(content, str):
+        return {"fifo": lambda: _special(tmp_path, "fifo"), "folder": lambda: _special(tmp_path, "folder"),
+                "missing": lambda: tmp_path / "nope.txt", "device": lambda: _special(tmp_path, "device")}[content]()
+    path = tmp_path / "words.txt"
+    path.write_bytes(content)
+    return path
+
+
+@pytest.mark.parametrize("case", WORD_CASES, ids=[c[0] for c in WORD_CASES])
+@pytest.mark.parametrize("verb", ["train", "extend"])
+def test_bad_words_file(case, verb, tmp_path, monkeypatch, capsys):
+    _, content, line, needle = case
+    path = _words_path(tmp_path, content)
+    args = [*TINY, f"tokenizer.words_file={path}"] if verb == "train" else \
+        ["model=tiny", f"tokenizer.words_file={path}", f"out={tmp_path}/ext"]
+    res = run_cli([verb, *args, f"hydra.run.dir={tmp_path}/run"], monkeypatch, capsys, timeout=60)
+    msg = res.one_error_line()
+    assert msg.startswith(f"{path}:{line}: " if line else f"{path}: ") and needle in msg, msg
+    assert not (tmp_path / "ext").exists() and not (tmp_path / "run" / "run_info.json").exists()
+
+
+def test_a_words_file_over_the_size_limit(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "words.txt"
+    path.write_text("neurogenix\n" * 500)
+    res = run_cli(["train", *TINY, f"tokenizer.words_file={path}", f"hydra.run.dir={tmp_path}/run"], monkeypatch,
+                  capsys, env={"QWENFT_MAX_WORDS_MB": "0.001"})
+    assert "QWENFT_MAX_WORDS_MB" in res.one_error_line()
+
+
+# --------------------------------------------------------------------------------------- corpus (discover)
+CORPUS_CASES: list[tuple[str, str, bytes, str]] = [
+    ("empty-jsonl", "c.jsonl", b"", "no text found"),
+    ("empty-txt", "c.txt", b"", "no text found"),
+    ("blank-txt", "c.txt", b"\n\n  \n", "no text found"),
+    ("latin1-txt", "c.txt", "neurogenix\ncaf\xe9\n".encode("latin-1"), ":2: not valid UTF-8"),
+    ("latin1-jsonl", "c.jsonl", '{"text": "caf\xe9"}\n'.encode("latin-1"), ":1: not valid UTF-8"),
+    ("binary-txt", "c.txt", bytes(range(256)), ":2: not valid UTF-8"),  # 0x0a is the end of line 1
+    ("numbers-only-jsonl", "c.jsonl", b'{"n": 1}\n{"n": 2}\n', "no text found"),
+    ("malformed-jsonl", "c.jsonl", b'{"text": "a"}\n{"text": \n', ":2: malformed JSON"),
+    ("dup-key-jsonl", "c.jsonl", b'{"text": "a", "text": "b"}\n', ":1: duplicate key 'text'"),
+    ("array-line", "c.jsonl", b'{"text": "a"}\n[1]\n', ":2: expected a JSON object"),
+    ("csv-unclosed", "c.csv", b'text\n"abc\n', ":2: bad CSV"),
+    ("pdf", "c.pdf", b"%PDF-1.4", "unsupported extension '.pdf'"),
+]
+
+
+@pytest.mark.parametrize("case", CORPUS_CASES, ids=[c[0] for c in CORPUS_CASES])
+def test_bad_discover_corpus(case, tmp_path, monkeypatch, capsys):
+    _, name, content, needle = case
+    path = tmp_path / name
+    path.write_bytes(content)
+    res = run_cli(["discover", f"corpus={path}", f"out={tmp_path}/out", f"hydra.run.dir={tmp_path}/h"],
+                  monkeypatch, capsys)
+    msg = res.one_error_line()
+    assert msg.startswith(str(path)) and needle in msg, msg
+    assert not (tmp_path / "out").exists()
+
+
+def test_discover_column_missing_on_a_row(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "c.jsonl"
+    path.write_bytes(b'{"text": "neurogenix"}\n{"other": "x"}\n')
+    res = run_cli(["discover", f"corpus={path}", "columns=text", f"out={tmp_path}/o", f"hydra.run.dir={tmp_path}/h"],
+                  monkeypatch, capsys)
+    assert res.one_error_line().startswith(f"{path}:2: missing columns ['text']")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "missing"])
+def test_discover_corpus_that_is_not_a_regular_file(kind, tmp_path, monkeypatch, capsys):
+    path = _special(tmp_path, kind)
+    res = run_cli(["discover", f"corpus={path}", f"out={tmp_path}/o", f"hydra.run.dir={tmp_path}/h"],
+                  monkeypatch, capsys, timeout=60)
+    assert res.one_error_line().startswith(f"{path}: ")
+
+
+# ------------------------------------------------------------------------------------------ config values
+
+
+def _as_hydra_parses(text: str):  # noqa: ANN202
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False, "null": None}.get(text, text)
+
+
+def _generated_bad_values(rule: Rule, typed: bool = False) -> list[str]:
+    """Values each rule must refuse: wrong types, just below / above the range, non-finite numbers."""
+    return [v for v in _candidates(rule) if not rule.accepts(_as_hydra_parses(v))
+            and not (typed and rule.kind == "bool" and v == "2")]  # Hydra's typed schema reads 2 as true
+
+
+def _candidates(rule: Rule) -> list[str]:
+    if rule.kind == "int":
+        vals = ["abc", "1.5"]
+        if rule.lo is not None:
+            vals.append(str(int(rule.lo) - 1 if int(rule.lo) - 1 not in rule.also else int(rule.lo) - 2))
+        if rule.hi is not None and rule.hi < 10**7:
+            vals.append(str(int(rule.hi) + 1))
+        return vals
+    if rule.kind == "float":
+        vals = ["abc", "nan", "inf"]
+        if rule.lo is not None:
+            vals.append(str(rule.lo) if rule.lo_open else str(rule.lo - 1))
+        if rule.hi is not None:
+            vals.append(str(rule.hi * 2 + 1))
+        return vals
+    if rule.kind == "bool":
+        return ["maybe", "2"]
+    if rule.kind == "enum":
+        return ["bogus"]
+    if rule.kind == "any":
+        return ["abc", "-7"]
+    return []
+
+
+ROOT_OVERRIDES = {
+    "train": [*TINY], "answer": ["model=tiny", "retrieval=none"], "evaluate": ["model=tiny", "retrieval=none"],
+    "discover": ["corpus=x.txt"], "extend": ["model=tiny", "tokenizer.words=[neurogenix]"],
+    "export": ["run_dir=x"], "import_gguf": [], "report": [],
+}
+VERB_OF = {"import_gguf": "import-gguf"}
+TYPED = ("tokenizer.",)  # Hydra's typed schema refuses some of these itself (another one-line path)
+
+
+def config_cases() -> list[tuple[str, str, str, bool]]:
+    """(config, key, bad value, slow) for every rule that applies to a key of the composed default config; the
+    first bad value of each key runs by default, the others with the slow tests."""
+    cases = []
+    for name, overrides in ROOT_OVERRIDES.items():
+        cfg = compose(name, overrides)
+        tree = OmegaConf.to_container(cfg, resolve=False, throw_on_missing=False)
+        for key in _leaves(tree):
+            rule = _rule_for(RULES[name], key, cfg)
+            if rule is None:
+                continue
+            values = _generated_bad_values(rule, typed=key.startswith(TYPED))
+            cases += [(name, key, v, i > 0) for i, v in enumerate(values)]
+    return cases
+
+
+CONFIG_CASES = config_cases()
+
+
+@pytest.mark.parametrize(("name", "key", "value"), [
+    pytest.param(n, k, v, marks=[pytest.mark.slow] if slow else [], id=f"{n}:{k}={v}")
+    for n, k, v, slow in CONFIG_CASES])
+def test_bad_config_value(name, key, value, tmp_path, monkeypatch, capsys):
+    run = tmp_path / "run"
+    overrides = [o for o in ROOT_OVERRIDES[name] if not o.startswith(f"{key}=")]
+    res = run_cli([VERB_OF.get(name, name), *overrides, f"{key}={value}", f"hydra.run.dir={run}"], monkeypatch, capsys)
+    msg = res.one_error_line()
+    assert msg.startswith(key), msg  # names the key first
+    if not key.startswith(TYPED) or "must be" in msg:
+        assert "must be" in msg, msg  # ... and what is allowed
+    assert not run.exists()  # refused before Hydra made a run dir
+
+
+def test_the_battery_covers_every_kind_of_rule():
+    keys = {k for _, k, _, _ in CONFIG_CASES}
+    for must in ("trainer.max_steps", "seed", "data.batch_size", "peft.r", "optim.lr", "data.max_length",
+                 "generation.top_p", "max_words", "k", "digits", "scheduler.num_warmup_steps", "max_questions"):
+        assert must in keys, must
+    assert len(CONFIG_CASES) >= 120 and sum(not slow for *_, slow in CONFIG_CASES) >= 80
+
+
+# the cases of the issue, by hand, with the message a user reads
+ISSUE_CASES = [
+    (["train", *TINY, "trainer.max_steps=abc"], "trainer.max_steps='abc': must be an integer in [1, "),
+    (["train", *TINY, "seed=abc"], "seed='abc': must be an integer in [0, "),
+    (["train", *TINY, "data.batch_size=0"], "data.batch_size=0: must be an integer in [1, "),
+    (["train", *TINY, "peft.r=0"], "peft.r=0: must be an integer in [1, 4096]"),
+    (["train", *TINY, "optim.lr=-1"], "optim.lr=-1: must be a number in (0, 10]"),
+    (["train", *TINY, "data.max_length=-5"], "data.max_length=-5: must be an integer in [8, "),
+    (["train", *TINY, "optim.scheduler=linear"], "optim.scheduler: no such key; the learning-rate schedule is its "
+                                                 "own config group: use scheduler=linear"),
+    (["train", *TINY, "data=files"], "data.train_path is required"),
+    (["discover", "corpus=x.txt", "max_words=-5"], "max_words=-5: must be an integer in [1, "),
+    (["train", *TINY, "data.val_path=v.jsonl"], "data.val_path is set but data.train_path is not"),
+    (["train", *TINY, "trainer.max_steps=-1", "trainer.max_epochs=-1"], "trainer.max_steps=-1 with"),
+    (["train", *TINY, "tokenizer.discover={min_count: 2, foo: 1}"], "tokenizer.discover.foo: unknown key"),
+    (["train", *TINY, "tokenizer.words_file=null"], "no new words"),
+    (["train", *TINY, "model.hidden_size=65"], "model.hidden_size=65 must be a multiple"),
+    (["answer", "model=tiny", "prompt=a", "prompt_file=b"], "prompt= and prompt_file= are both set"),
+    (["answer", "model=tiny", "max_questions=5000"], "max_questions=5000: must be an integer in [1, 1000]"),
+    (["evaluate", "model=tiny", "strategies=[magic]"], "strategies=['magic']: must be a list of strategy names"),
+    (["evaluate", "model=tiny", "budgets=[all]"], "budgets=['all']: must be a list from"),
+    (["report", "metrics=[]"], "metrics=[]: must be a list of texts"),
+    (["export"], "run_dir is required"),
+    (["discover"], "corpus is required"),
+]
+
+
+@pytest.mark.parametrize(("args", "start"), ISSUE_CASES, ids=[" ".join(a[-1:]) for a, _ in ISSUE_CASES])
+def test_issue_config_cases(args, start, tmp_path, monkeypatch, capsys):
+    res = run_cli([*args, f"hydra.run.dir={tmp_path}/run"], monkeypatch, capsys)
+    msg = res.one_error_line()
+    assert msg.startswith(start), msg
+    assert not (tmp_path / "run").exists()
+
+
+HYDRA_CASES = [
+    (["train", *TINY, "trainer.max_step=5"], "trainer.max_step: no such key; did you mean max_steps"),
+    (["train", *TINY, "optim.learning_rate=1"], "optim.learning_rate: no such key"),
+    (["train", *TINY, "data.batchsize=2"], "data.batchsize: no such key; did you mean batch_size?"),
+    (["train", *TINY, "peft.rank=8"], "peft.rank: no such key"),
+    (["train", *TINY, "seeds=1"], "seeds: no such key; did you mean seed?"),
+    (["train", *TINY, "optim.num_warmup_steps=5"], "optim.num_warmup_steps: no such key; the warm-up belongs"),
+    (["answer", "model=tiny", "generation.max_tokens=5"], "generation.max_tokens: no such key"),
+    (["discover", "corpus=x.txt", "min_counts=2"], "min_counts: no such key; did you mean min_count"),
+    (["train", *TINY, "trainer.max_steps=["], "cannot parse override 'trainer.max_steps=['"),
+    (["train", *TINY, "data.columns={a:"], "cannot parse override 'data.columns={a:'"),
+    (["train", *TINY, "optim.lr=)"], "cannot parse override 'optim.lr=)'"),
+    (["train", *TINY, "=5"], "cannot parse override '=5': the key before '=' is empty"),
+    (["train", *TINY, "model=nope"], "model=nope: no such option; choose one of:"),
+    (["train", *TINY, "peft=qlora"], "peft=qlora: no such option; choose one of: full, lora"),
+    (["train", *TINY, "scheduler=step"], "scheduler=step: no such option; choose one of: constant, cosine, linear"),
+    (["train", *TINY, "trainer=tpu9"], "trainer=tpu9: no such option"),
+    (["answer", "model=tiny", "strategy=magic"], "strategy=magic: no such option"),
+    (["answer", "model=tiny", "retrieval=faiss"], "retrieval=faiss: no such option"),
+    (["train", *TINY, "tokenizer.init=bogus"], "tokenizer.init=bogus: Invalid value 'bogus'"),
+    (["train", *TINY, "tokenizer.rows_lr=abc"], "tokenizer.rows_lr=abc: Value 'abc'"),
+    (["train", *TINY, "seed=0,1"], "seed=0,1: a comma-separated value is a sweep: add -m"),
+    (["train", *TINY, "+data.max_length=3"], "Could not append to config"),
+    (["train", "-m", *TINY, "seed=0,abc"], "seed='abc': must be an integer"),
+    (["train", "-m", *TINY, "optim.lr=1e-4,-3"], "optim.lr=-3: must be a number in (0, 10]"),
+    (["train", "-m", *TINY, "peft=lora,nope"], "peft=nope: no such option"),
+]
+
+
+@pytest.mark.parametrize(("args", "start"), HYDRA_CASES, ids=[a[-1] for a, _ in HYDRA_CASES])
+def test_hydra_errors_are_one_line(args, start, tmp_path, monkeypatch, capsys):
+    res = run_cli([*args, f"hydra.run.dir={tmp_path}/run", f"hydra.sweep.dir={tmp_path}/sweep"], monkeypatch, capsys)
+    msg = res.one_error_line()
+    assert msg.startswith(start), msg
+    assert not (tmp_path / "run").exists() and not (tmp_path / "sweep").exists()
+
+
+def test_help_and_cfg_still_work(tmp_path, monkeypatch, capsys):
+    res = run_cli(["train", "--cfg", "job", *TINY, "optim.lr=0.5"], monkeypatch, capsys)
+    assert res.code in (0, None) and "lr: 0.5" in res.out
+    res = run_cli(["discover", "--help"], monkeypatch, capsys)
+    assert res.code in (0, None) and "corpus" in res.out
+
+
+def test_data_files_requires_a_train_path_even_from_the_library():
+    """``???`` merged over demo's ``train_path: null`` would keep the null; ``_required_`` says it instead."""
+    from qwenft.errors import UserError
+    from qwenft.validation import validate
+
+    cfg = compose("train", [*TINY, "data=files"])
+    assert cfg.data.train_path is None
+    with pytest.raises(UserError, match="data.train_path is required"):
+        validate(cfg, "train")
+    validate(compose("train", [*TINY, "data=files", "data.train_path=x.jsonl"]), "train")
+
+
+# ------------------------------------------------------------------------------------------ prompts / stdin
+rng = random.Random(18)
+STDIN_CASES: list[tuple[str, bytes, str]] = [
+    *[(f"random-bytes-{i}", bytes(rng.randrange(128, 256) for _ in range(64)) + b"\nWhat?\n", "not valid UTF-8")
+      for i in range(5)],
+    ("latin1", "Patient with caf\xe9-au-lait spots. What is it?".encode("latin-1"), "<stdin>:1: not valid UTF-8"),
+    ("latin1-line-3", "A.\nB.\nNa\xefve? What is it?\n".encode("latin-1"), "<stdin>:3: not valid UTF-8"),
+    ("utf16", "A man. What is it?".encode("utf-16"), "not valid UTF-8"),
+    ("cut-multibyte", b"A man \xe2\x82. What?", "not valid UTF-8"),
+    ("empty", b"", "empty prompt"),
+    ("blank", b" \n\t\n ", "empty prompt"),
+    ("bom-only", b"\xef\xbb\xbf", "empty prompt"),
+]
+
+
+@pytest.mark.parametrize("case", STDIN_CASES, ids=[c[0] for c in STDIN_CASES])
+def test_bad_stdin(case, tmp_path, monkeypatch, capsys):
+    _, data, needle = case
+    res = run_cli(["answer", "model=tiny", "retrieval=none"], monkeypatch, capsys, stdin=data)
+    msg = res.one_error_line()
+    assert needle in msg, msg
+    assert res.out == ""
+
+
+def test_stdin_over_the_limit_is_refused_not_truncated(monkeypatch, capsys):
+    res = run_cli(["answer", "model=tiny", "retrieval=none"], monkeypatch, capsys,
+                  stdin=b"A man. What is it?\n" * 200, env={"QWENFT_MAX_PROMPT_MB": "0.001"})
+    assert res.one_error_line().startswith("<stdin>: input is over the limit")
+
+
+def test_argv_prompt_with_undecodable_bytes(monkeypatch, capsys):
+    """Bytes that are not UTF-8 in argv arrive as lone surrogates: refused by name, never sent to a tokenizer."""
+    from qwenft.clinical.answer import read_prompt
+    from qwenft.errors import DataError
+
+    res = run_cli(["answer", "model=tiny", "retrieval=none", "prompt=A man caf\udce9. What?"], monkeypatch, capsys)
+    assert res.one_error_line().startswith("cannot parse override 'prompt=")  # Hydra's grammar refuses it first
+    with pytest.raises(DataError, match="prompt=:1: not valid UTF-8"):
+        read_prompt(OmegaConf.create({"prompt": "A man caf\udce9. What?", "prompt_file": None}))
+
+
+PROMPT_FILE_CASES = [("fifo", "a FIFO"), ("device", "a character device"), ("folder", "a folder"),
+                     ("missing", "prompt file not found")]
+
+
+@pytest.mark.parametrize(("kind", "needle"), PROMPT_FILE_CASES, ids=[k for k, _ in PROMPT_FILE_CASES])
+def test_bad_prompt_file(kind, needle, tmp_path, monkeypatch, capsys):
+    path = _special(tmp_path, kind)
+    res = run_cli(["answer", "model=tiny", "retrieval=none", f"prompt_file={path}"], monkeypatch, capsys, timeout=60)
+    msg = res.one_error_line()
+    assert msg.startswith(f"{path}: ") and needle in msg, msg
+
+
+def test_latin1_prompt_file(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "p.txt"
+    path.write_bytes("A man.\nCaf\xe9? What?\n".encode("latin-1"))
+    res = run_cli(["answer", "model=tiny", "retrieval=none", f"prompt_file={path}"], monkeypatch, capsys)
+    assert res.one_error_line().startswith(f"{path}:2: not valid UTF-8")
+
+
+def test_a_thousand_questions_are_refused_before_the_model_loads(monkeypatch, capsys):
+    prompt = "A 40-year-old man with a cough.\n" + "".join(f"{i}. What is finding {i}?\n" for i in range(1, 1001))
+    res = run_cli(["answer", "model=tiny", "retrieval=none"], monkeypatch, capsys, stdin=prompt.encode())
+    assert res.one_error_line().startswith("the prompt has 1000 questions, more than max_questions=64")
+
+
+def test_a_prompt_longer_than_the_context_is_refused(monkeypatch, capsys):
+    """200 KB of scenario: the tiny model reads 4 096 positions; refused with the numbers, not an OOM."""
+    scenario = ("The patient reports intermittent chest pain radiating to the left arm. " * 2800)[:200_000]
+    res = run_cli(["answer", "model=tiny", "retrieval=none"], monkeypatch, capsys,
+                  stdin=(scenario + "\nWhat is the diagnosis?\n").encode())
+    msg = res.one_error_line()
+    assert msg.startswith("the prompt needs about") and "reads at most 4096" in msg, msg
+
+
+# -------------------------------------------------------------------------------------- checkpoints / resume
+
+
+def _junk_checkpoints(tmp_path: Path) -> dict[str, Path]:
+    """Checkpoint files a resume must refuse with one line."""
+    good = tmp_path / "good.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(1000)}, "global_step": 3}, good)
+    data = good.read_bytes()
+    out = {}
+    for name, content in {"empty": b"", "random": bytes(random.Random(1).randrange(256) for _ in range(4096)),
+                          "truncated-half": data[: len(data) // 2], "truncated-tail": data[:-30],
+                          "text": b"not a checkpoint\n"}.items():
+        p = tmp_path / f"{name}.ckpt"
+        p.write_bytes(content)
+        out[name] = p
+    no_state = tmp_path / "no-state.ckpt"
+    torch.save({"weights": torch.zeros(2)}, no_state)
+    out["no-state-dict"] = no_state
+    pickled = tmp_path / "pickle.ckpt"
+    torch.save({"state_dict": {}, "obj": Path("x")}, pickled)  # not loadable with weights_only=True
+    out["foreign-pickle"] = pickled
+    return out
+
+
+@pytest.mark.parametrize("name", ["empty", "random", "truncated-half", "truncated-tail", "text", "no-state-dict",
+                                  "foreign-pickle"])
+def test_unreadable_checkpoint_is_refused_and_the_run_is_untouched(name, tmp_path, monkeypatch, capsys):
+    run = tmp_path / "old"
+    (run / "checkpoints").mkdir(parents=True)
+    shutil.copy(_junk_checkpoints(tmp_path)[name], run / "checkpoints" / "last.ckpt")
+    (run / "config.yaml").write_text("old: config\n")
+    (run / "run_info.json").write_text('{"old": true}\n')
+    before = tree_digest(run)
+    res = run_cli(["train", *TINY, "ckpt_path=last", f"run_dir={run}", f"hydra.run.dir={tmp_path}/h"],
+                  monkeypatch, capsys)
+    msg = res.one_error_line()
+    assert msg.startswith(str(run / "checkpoints" / "last.ckpt")) and "checkpoint" in msg, msg
+    assert tree_digest(run) == before
+
+
+def test_ckpt_path_that_does_not_exist(tmp_path, monkeypatch, capsys):
+    res = run_cli(["train", *TINY, f"ckpt_path={tmp_path}/nope.ckpt", f"hydra.run.dir={tmp_path}/h"], monkeypatch,
+                  capsys)
+    assert "does not exist" in res.one_error_line()
+
+
+def _old_run(tmp_path: Path, data_sha256: dict, tokenizer_sha256: str | None = None) -> Path:
+    """A run dir as `qwenft train` leaves it: .hydra/, a job log, config, run_info, a checkpoint, history."""
+    run = tmp_path / "old"
+    (run / ".hydra").mkdir(parents=True)
+    (run / "checkpoints").mkdir()
+    for name in ("config.yaml", "hydra.yaml", "overrides.yaml"):
+        (run / ".hydra" / name).write_text(f"# the old run's {name}\n")
+    (run / "cli.log").write_text("old log line\n")
+    (run / "config.yaml").write_text("old: config\n")
+    (run / "run_info.json").write_text(json.dumps({"data_sha256": data_sha256}))
+    (run / "history.jsonl").write_text('{"step": 1, "train/loss": 2.0}\n')
+    state = {"state_dict": {}, "global_step": 1, "qwenft_data_sha256": data_sha256}
+    if tokenizer_sha256:
+        state["qwenft_tokenizer_sha256"] = tokenizer_sha256
+    torch.save(state, run / "checkpoints" / "last.ckpt")
+    return run
+
+
+def _demo_hashes() -> dict[str, str]:
+    from qwenft.data.datamodule import load_splits
+
+    cfg = compose("train", TINY)
+    return {k: v.sha256 for k, v in load_splits(cfg.data).items()}
+
+
+@pytest.mark.parametrize("change", ["train", "val", "split-recorded-not-given", "split-given-not-recorded"])
+def test_resume_with_other_data_is_refused_and_writes_nothing(change, tmp_path, monkeypatch, capsys):
+    hashes = _demo_hashes()
+    recorded = dict(hashes)
+    if change in ("train", "val"):
+        recorded[change] = "0" * 64
+    elif change == "split-recorded-not-given":
+        recorded["extra"] = "1" * 64
+    else:
+        recorded.pop("test")
+    run = _old_run(tmp_path, recorded)
+    before = tree_digest(run)
+    res = run_cli(["train", *TINY, "ckpt_path=last", f"hydra.run.dir={run}"], monkeypatch, capsys)
+    msg = res.one_error_line()
+    assert "resuming with other data" in msg and "allow_data_change=true" in msg, msg
+    assert tree_digest(run) == before  # .hydra/, the log, config.yaml, run_info.json: all as they were
+
+
+def test_resume_with_another_tokenizer_is_refused_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    run = _old_run(tmp_path, _demo_hashes(), tokenizer_sha256="f" * 64)
+    before = tree_digest(run)
+    res = run_cli(["train", *TINY, "ckpt_path=last", f"hydra.run.dir={run}"], monkeypatch, capsys)
+    assert "trained with a different tokenizer" in res.one_error_line()
+    assert tree_digest(run) == before
+
+
+# --------------------------------------------------------------------------------------------- reports
+
+
+def _report_run(root: Path, name: str, metrics: str | dict, seed: int = 0) -> Path:
+    run = root / name
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(f"seed: {seed}\nmodel: {{name: tiny}}\n")
+    (run / "metrics.json").write_text(metrics if isinstance(metrics, str) else json.dumps(metrics))
+    return run
+
+
+BROKEN_METRICS = ['{"val/loss": 1.', "", "[1, 2]", "\xff\xfe", '{"val/loss": NaN']
+
+
+@pytest.mark.parametrize("broken", BROKEN_METRICS, ids=["truncated", "empty", "array", "binary", "cut-nan"])
+def test_report_names_and_skips_a_broken_run(broken, tmp_path, monkeypatch, capsys):
+    root = tmp_path / "runs"
+    _report_run(root, "good", {"val/loss": 2.0})
+    bad = _report_run(root, "bad", broken)
+    res = run_cli(["report", f"runs=[{root}]", "group_by=[seed]", "metrics=[val/loss]", "plots=false",
+                   f"out={tmp_path}/out", f"hydra.run.dir={tmp_path}/h"], monkeypatch, capsys)
+    assert res.code in (0, None), res.err
+    warnings = [ln for ln in res.err_lines if ln.startswith("warning:")]
+    assert len(warnings) == 1 and warnings[0].startswith(f"warning: skipping run {bad}: metrics.json"), warnings
+    assert "| 0 | 2.000 | 1 |" in (tmp_path / "out" / "table.md").read_text()
+
+
+def test_report_with_only_broken_runs_is_one_error(tmp_path, monkeypatch, capsys):
+    _report_run(tmp_path / "runs", "bad", '{"val/loss": ')
+    res = run_cli(["report", f"runs=[{tmp_path}/runs]", "plots=false", f"out={tmp_path}/o", f"hydra.run.dir={tmp_path}/h"],
+                  monkeypatch, capsys)
+    assert res.one_error_line().startswith("no run directories")
+
+
+def test_report_counts_each_run_once_and_says_over_how_many_runs(tmp_path):
+    from qwenft.report import report
+
+    root = tmp_path / "runs"
+    _report_run(root, "a", {"val/loss": 2.0, "val/ppl": 5.0}, seed=0)
+    _report_run(root, "b", {"val/loss": 4.0}, seed=0)  # no val/ppl: a mean over 1 run must not say n=2
+    md = report([root, root / "a"], ["seed"], ["val/loss", "val/ppl"], tmp_path / "out", plots=False)
+    assert "| 0 | 3.000 ± 1.414 | 5.000 (n=1) | 2 |" in md, md
+
+
+# ---------------------------------------------------------------------------------- read-only and full disks
+
+
+def test_read_only_run_dir_is_one_line_before_any_work(tmp_path, monkeypatch, capsys):
+    with mounted("ro", tmp_path / "ro") as ro:
+        for args in (["train", *TINY, f"hydra.run.dir={ro}/run"],
+                     ["train", *TINY, f"run_dir={ro}/run", f"hydra.run.dir={tmp_path}/h"],
+                     ["discover", "corpus=x.txt", f"out={ro}/d", f"hydra.run.dir={tmp_path}/h2"],
+                     ["report", f"out={ro}/r", f"hydra.run.dir={tmp_path}/h3"],
+                     ["export", f"{ro}", f"hydra.run.dir={tmp_path}/h4"]):
+            res = run_cli(args, monkeypatch, capsys)
+            msg = res.one_error_line()
+            assert "read-only filesystem" in msg or "no config.yaml" in msg, (args, msg)
+
+
+def test_disk_full_while_writing_outputs_keeps_the_previous_version(tmp_path):
+    """A real full tmpfs: each writer leaves the old file/folder and no temp file, and says so in one line."""
+    from qwenft.atomic import atomic_dir, atomic_write_text
+    from qwenft.errors import OutputError
+    from qwenft.train.checkpoint_io import AtomicCheckpointIO
+
+    with mounted("tmpfs", tmp_path / "full", size="1m") as full:
+        atomic_write_text(full / "metrics.json", '{"old": 1}')
+        AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.zeros(10)}}, full / "last.ckpt")
+        with atomic_dir(full / "merged") as tmp:
+            (tmp / "model.safetensors").write_bytes(b"old model")
+        before = tree_digest(full)
+        big = torch.zeros(1 << 20)  # 4 MiB > the 1 MiB disk
+        with pytest.raises(OutputError, match=r"last.ckpt: No space left on device"):
+            AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": big}}, full / "last.ckpt")
+        with pytest.raises(OutputError, match=r"metrics.json: No space left on device"):
+            atomic_write_text(full / "metrics.json", "x" * (2 << 20))
+        with pytest.raises(OutputError, match=r"merged: No space left on device"):
+            with atomic_dir(full / "merged") as tmp:
+                (tmp / "model.safetensors").write_bytes(b"\0" * (2 << 20))
+        assert tree_digest(full) == before  # old versions intact, no temp files
+        assert sorted(p.name for p in full.iterdir()) == ["last.ckpt", "merged", "metrics.json"]
+
+
+@pytest.mark.slow  # a real training step / real subprocesses
+def test_disk_full_at_checkpoint_through_the_cli_is_one_line_exit_3(tmp_path, monkeypatch, capsys):
+    """Simulated ENOSPC inside torch.save (in-process, so no mount is needed): exit 3, one line, no temp file."""
+    import errno as errno_mod
+
+    from qwenft.train import checkpoint_io
+
+    def full(*a, **k):
+        raise OSError(errno_mod.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint_io.torch, "save", full)
+    run = tmp_path / "run"
+    res = run_cli(["train", *TINY, "trainer.max_steps=1", "callbacks.last_checkpoint.every_n_train_steps=1",
+                   "data.max_val_examples=4", f"hydra.run.dir={run}"], monkeypatch, capsys)
+    msg = res.one_error_line(code=3)
+    assert msg.startswith(f"cannot write {run}/checkpoints/last.ckpt: No space left on device"), msg
+    assert not list((run / "checkpoints").glob(".*tmp*")) and not (run / "merged").exists()
+    assert not (run / "metrics.json").exists()
+
+
+# ------------------------------------------------------------------------------ temp files, history, modes
+
+
+def test_recover_restores_an_interrupted_export_and_removes_temp_files(tmp_path):
+    import subprocess
+    import sys
+
+    from qwenft.atomic import recover
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()  # a pid that no longer runs
+    (tmp_path / f".merged.old-{dead}").mkdir()
+    (tmp_path / f".merged.old-{dead}" / "model.safetensors").write_bytes(b"previous export")
+    (tmp_path / f".merged.tmp-{dead}-abc").mkdir()
+    (tmp_path / f".merged.tmp-{dead}-abc" / "model.safetensors").write_bytes(b"half")
+    (tmp_path / f".adapter.tmp-{dead}-x").mkdir()
+    (tmp_path / f".metrics.json.tmp-{dead}-q").write_text("{")
+    (tmp_path / f".last.ckpt.tmp-{dead}").write_bytes(b"half")
+    live = tmp_path / f".tokenizer.tmp-{os.getpid()}-z"  # a live writer's temp dir is left alone
+    live.mkdir()
+    notes = recover(tmp_path)
+    assert (tmp_path / "merged" / "model.safetensors").read_bytes() == b"previous export"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["merged", live.name]), notes
+
+
+def test_history_has_each_step_once_after_a_resume(tmp_path):
+    from types import SimpleNamespace
+
+    from qwenft.train.callbacks import History
+
+    path = tmp_path / "history.jsonl"
+    rows = [{"step": s, "train/loss": float(s)} for s in range(1, 6)] + [{"step": 3, "val/loss": 9.0}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 6, "train/lo')  # cut by a kill
+    hist = History(path)
+    trainer = SimpleNamespace(global_rank=0, global_step=3, sanity_checking=False, log_every_n_steps=1,
+                              callback_metrics={})
+    hist.on_train_start(trainer, None)
+    for step in (3, 4, 5):  # Lightning redoes the steps after the checkpoint (and may repeat step 3's val)
+        trainer.global_step = step
+        trainer.callback_metrics = {"train/loss": torch.tensor(10.0 + step)}
+        hist.on_train_batch_end(trainer, None, None, None, 0)
+        trainer.callback_metrics = {"val/loss": torch.tensor(1.0)}
+        if step == 3:
+            hist.on_validation_end(trainer, None)
+    got = [json.loads(line) for line in path.read_text().splitlines()]
+    keys = [(r["step"], "val" if "val/loss" in r else "train") for r in got]
+    assert len(keys) == len(set(keys)) and sorted(keys) == sorted(
+        [(1, "train"), (2, "train"), (3, "train"), (3, "val"), (4, "train"), (5, "train")])
+    assert next(r for r in got if r["step"] == 4)["train/loss"] == 14.0  # the redone step, not the old one
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
+def test_outputs_follow_the_umask(mask, tmp_path):
+    from qwenft.atomic import atomic_dir, atomic_write_text
+
+    old = os.umask(mask)
+    try:
+        with atomic_dir(tmp_path / "merged") as tmp:
+            (tmp / "model.safetensors").write_bytes(b"x")
+            os.chmod(tmp / "model.safetensors", 0o600)  # as some writers create files
+            (tmp / "sub").mkdir()
+        atomic_write_text(tmp_path / "metrics.json", "{}")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "merged").stat().st_mode & 0o777 == 0o777 & ~mask
+    assert (tmp_path / "merged" / "sub").stat().st_mode & 0o777 == 0o777 & ~mask
+    assert (tmp_path / "merged" / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~mask
+    assert (tmp_path / "metrics.json").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_battery_size():
+    """The issue asks for at least 200 generated bad inputs; these are the parametrized lists above."""
+    n = (len(DATA_CASES) + 2 * len(SPECIAL) + 2 * len(WORD_CASES) + len(CORPUS_CASES) + len(CONFIG_CASES)
+         + len(ISSUE_CASES) + len(HYDRA_CASES) + len(STDIN_CASES) + len(PROMPT_FILE_CASES) + len(BROKEN_METRICS))
+    assert n >= 200, n
+
+
+@pytest.mark.slow  # a real training step / real subprocesses
+def test_a_real_subprocess_gives_the_same_single_line(tmp_path):
+    """The in-process battery stands for the console script: one real run of each kind of refusal."""
+    from trainutil import qwenft
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b'{"prompt": "a", "prompt": "b", "completion": "c"}\n')
+    for args, needle in ((["train", *TINY, "optim.lr=-1"], "error: optim.lr=-1: must be a number in (0, 10]"),
+                         (["train", *TINY, "data=files", f"data.train_path={bad}"], f"error: {bad}:1: duplicate key")):
+        out = qwenft(*args, f"hydra.run.dir={tmp_path}/r", cwd=tmp_path)
+        assert out.returncode == 2 and "Traceback" not in out.stderr
+        assert [ln for ln in out.stderr.splitlines() if ln.startswith("error:")] == [
+            next(ln for ln in out.stderr.splitlines() if ln.startswith(needle))]
+
+
+@pytest.mark.slow  # a short real training run
+def test_linear_scheduler_works(tmp_path):
+    """``scheduler=linear`` (the group, not ``optim.scheduler``) decays the lr linearly to 0 at max_steps."""
+    from qwenft.train.loop import train_steps
+
+    overrides = [o for o in TINY if not o.startswith("logger=")] + [
+        "logger=none", "export.enabled=false", "scheduler=linear", "scheduler.num_warmup_steps=0"]
+    train_steps(overrides, steps=4, run_dir=tmp_path)
+    rows = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
+    lrs = [r["train/lr_body"] for r in rows if "train/lr_body" in r]
+    assert lrs == pytest.approx([2e-4 * (4 - s) / 4 for s in range(4)], rel=1e-6), lrs
