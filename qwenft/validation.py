@@ -447,16 +447,10 @@ def _val_without_train(cfg: DictConfig) -> str | None:
     return None
 
 
-def _one_prompt_source(cfg: DictConfig) -> str | None:
-    if cfg.get("prompt") and cfg.get("prompt_file"):
-        return "prompt= and prompt_file= are both set: give one of them"
-    return None
-
-
 CROSS: dict[str, list[Callable[[DictConfig], str | None]]] = {
     "train": [_never_stops, _no_words, _discover_keys, _tiny_heads, _val_without_train],
     "extend": [_no_words, _tiny_heads],
-    "answer": [_one_prompt_source, _tiny_heads],
+    "answer": [_tiny_heads],
     "evaluate": [_tiny_heads],
 }
 

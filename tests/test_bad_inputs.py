@@ -376,7 +376,6 @@ ISSUE_CASES = [
     (["train", *TINY, "tokenizer.discover={min_count: 2, foo: 1}"], "tokenizer.discover.foo: unknown key"),
     (["train", *TINY, "tokenizer.words_file=null"], "no new words"),
     (["train", *TINY, "model.hidden_size=65"], "model.hidden_size=65 must be a multiple"),
-    (["answer", "model=tiny", "prompt=a", "prompt_file=b"], "prompt= and prompt_file= are both set"),
     (["answer", "model=tiny", "max_questions=5000"], "max_questions=5000: must be an integer in [1, 1000]"),
     (["evaluate", "model=tiny", "strategies=[magic]"], "strategies=['magic']: must be a list of strategy names"),
     (["evaluate", "model=tiny", "budgets=[all]"], "budgets=['all']: must be a list from"),
@@ -492,7 +491,7 @@ def test_argv_prompt_with_undecodable_bytes(monkeypatch, capsys):
 
 
 PROMPT_FILE_CASES = [("fifo", "a FIFO"), ("device", "a character device"), ("folder", "a folder"),
-                     ("missing", "prompt file not found")]
+                     ("missing", "file not found")]
 
 
 @pytest.mark.parametrize(("kind", "needle"), PROMPT_FILE_CASES, ids=[k for k, _ in PROMPT_FILE_CASES])
@@ -828,3 +827,23 @@ def test_linear_scheduler_works(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
     lrs = [r["train/lr_body"] for r in rows if "train/lr_body" in r]
     assert lrs == pytest.approx([2e-4 * (4 - s) / 4 for s in range(4)], rel=1e-6), lrs
+
+
+def test_prefill_runs_the_head_on_one_position_only():
+    """A 200 KB shared prefix once asked for 18 GB: the head (151 936 wide) ran over every prefix position. Now
+    each call of the head sees one position per row (the prefill keeps only the last logits)."""
+    from qwenft.clinical.generate import MIN_SHARED_PREFIX, generate_batch
+    from qwenft.model.sources import tiny
+
+    loaded = tiny(tie_word_embeddings=False, seed=0)
+    scenario = "A 40-year-old man with a cough, fever and night sweats for three weeks. " * 8
+    prompts = [f"{scenario}\nQuestion: {q}" for q in ("What is the diagnosis?", "Which test first?", "Treatment?")]
+    positions: list[int] = []
+    hook = loaded.model.get_output_embeddings().register_forward_hook(
+        lambda _m, _args, out: positions.append(out.shape[-2]))
+    try:
+        out = generate_batch(loaded.model, loaded.tokenizer, prompts, True, max_new_tokens=3, bf16=False)
+    finally:
+        hook.remove()
+    assert len(out) == 3 and len(scenario) // 8 > MIN_SHARED_PREFIX
+    assert positions and max(positions) == 1, positions

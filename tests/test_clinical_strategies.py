@@ -278,7 +278,7 @@ def test_prompt_sources_in_order(tmp_path, monkeypatch):
     assert read_prompt(OmegaConf.create({"prompt": None, "prompt_file": str(tmp_path / "p.txt")})) == "from a file"
     assert read_prompt(OmegaConf.create({"prompt": None, "prompt_file": None})) == "from stdin"
     (tmp_path / "bad.txt").write_bytes(b"\xff\xfe")
-    with pytest.raises(UserError, match="bad.txt: not UTF-8"):
+    with pytest.raises(UserError, match="bad.txt:1: not valid UTF-8"):
         read_prompt(OmegaConf.create({"prompt": None, "prompt_file": str(tmp_path / "bad.txt")}))
 
 

@@ -237,6 +237,7 @@ def test_cli_trains_a_tiny_model_on_raw_medquad_text(tmp_path, tok, answers):
     assert metrics["data/train_pad_fraction_epoch"] == 0.0  # packed by default
     manifest = json.loads((run / "merged" / "qwenft_vocab.json").read_text())
     assert "warfarin" in manifest["words"]  # tokenizer.discover read the raw text
+    assert "warfarin  ' warfarin'  added" in out.stdout + out.stderr  # the per-form report is in the run's log
     assert math.isfinite(metrics["val/new_word_nll"]) and metrics["global_step"] == 2
 
 

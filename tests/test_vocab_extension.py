@@ -440,3 +440,21 @@ def test_the_new_word_metric_counts_kept_and_added_forms_by_their_tokens():
     assert math.isclose(after.per_word["insulin"][0], 2 * ln_v, rel_tol=1e-5)
     assert math.isclose(before.per_word["neurogenix"][0], (3 + 4) * ln_v, rel_tol=1e-5)  # Ġneuro gen ix; (ne uro..
     assert math.isclose(after.per_word["neurogenix"][0], 2 * ln_v, rel_tol=1e-5)  # one new token each
+
+
+def test_extend_cli_prints_every_form_and_refuses_a_list_with_nothing_to_add(tmp_path):
+    from trainutil import qwenft
+
+    out = qwenft("extend", "model=tiny", "tokenizer.words=[insulin,neurogenix,pneumon]", f"out={tmp_path}/ext",
+                 f"hydra.run.dir={tmp_path}/h", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [line for line in out.stdout.splitlines() if line.startswith("│")]
+    assert any("' insulin'" in r and "kept" in r and "Ġinsulin" in r for r in rows)
+    assert any("'pneumon'" in r and "skipped" in r for r in rows)
+    assert [r.split("│")[3].strip() for r in rows if r.split("│")[1].strip()].count("added") == 2
+    manifest = json.loads((tmp_path / "ext" / "qwenft_vocab.json").read_text())
+    assert [f["status"] for f in manifest["forms"]] == ["kept", "skipped", "added", "added", "skipped", "skipped"]
+    bad = qwenft("extend", "model=tiny", "tokenizer.words=[insulin,the]", f"out={tmp_path}/none",
+                 f"hydra.run.dir={tmp_path}/h2", cwd=tmp_path)
+    assert bad.returncode == 2 and "no new tokens to add" in bad.stdout + bad.stderr
+    assert not (tmp_path / "none").exists()

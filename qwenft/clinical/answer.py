@@ -24,8 +24,6 @@ def read_prompt(cfg: DictConfig) -> str:
     ``QWENFT_MAX_PROMPT_MB`` (1 MiB), valid UTF-8 (stdin is read as bytes: Python would otherwise let latin-1
     bytes through as surrogates that fail inside the tokenizer).
     """
-    if cfg.get("prompt") and cfg.get("prompt_file"):
-        raise UserError("prompt= and prompt_file= are both set: give one of them")
     if cfg.get("prompt"):
         text = str(cfg.prompt)
         if len(text.encode("utf-8", "surrogatepass")) > limit_bytes("prompt"):
@@ -33,7 +31,7 @@ def read_prompt(cfg: DictConfig) -> str:
         return check_text(text, "prompt=")
     if cfg.get("prompt_file"):
         path = Path(str(cfg.prompt_file)).expanduser()
-        return decode_utf8(read_bytes(path, "prompt", what="prompt file"), str(path))
+        return decode_utf8(read_bytes(path, "prompt"), str(path))
     if sys.stdin is not None and not sys.stdin.isatty():
         stream = getattr(sys.stdin, "buffer", None)
         if stream is None:  # a text stream without bytes underneath (tests, embedding): already decoded

@@ -1,0 +1,38 @@
+"""experiments/newword_bench.py runs every kind of arm end to end (tiny model, 1 step): the numbers compare."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from experiments.newword_bench import HELDOUT_TEMPLATES, TRAIN_TEMPLATES, documents, invented_words, main
+
+
+def test_invented_words_and_templates_are_seeded_and_held_out(tmp_path):
+    from qwenft.model.qwen_tokenizer import qwen25_tokenizer
+
+    words = invented_words(0)
+    assert words == invented_words(0) and words != invented_words(1)
+    flat = [w for ws in words.values() for w in ws]
+    tok = qwen25_tokenizer()
+    assert all(len(tok(" " + w).input_ids) > 1 for w in flat)  # Qwen splits every one of them
+    assert not {t for ts in TRAIN_TEMPLATES.values() for t in ts} & {t for ts in HELDOUT_TEMPLATES.values() for t in ts}
+    docs = documents(words, HELDOUT_TEMPLATES, 5, 1)
+    assert docs == documents(words, HELDOUT_TEMPLATES, 5, 1) and all(any(w in d for w in flat) for d in docs)
+
+
+@pytest.mark.slow
+def test_bench_runs_the_arms_on_tiny(tmp_path):
+    out = main(["--model", "tiny", "--steps", "1", "--seeds", "0", "--arms", "none", "usual", "qwenft",
+                "--train-docs", "16", "--heldout-docs", "4", "--out", str(tmp_path)])
+    rows = {r["arm"]: r for r in out["rows"]}
+    assert set(rows) == {"none", "usual", "qwenft"}
+    assert len({r["occurrences"] for r in rows.values()}) == 1 and rows["none"]["occurrences"] > 0
+    assert all(math.isfinite(r["new_word_nll"]) for r in rows.values())
+    # a random tiny model is close to uniform: k pieces cost about k x ln(rows), one token about ln(rows)
+    assert rows["none"]["new_word_nll"] > 2 * rows["qwenft"]["new_word_nll"]
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["summary"]["usual"]["vs_usual"] == 1.0 and (tmp_path / "RESULTS.md").exists()
+    assert (tmp_path / "data" / "heldout.txt").read_text().count("\n") == 4
