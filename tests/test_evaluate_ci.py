@@ -205,9 +205,9 @@ def test_each_real_data_set_reports_its_own_metric(tmp_path):
 
 
 def test_cli_names_the_unset_data_path_in_one_line(tmp_path):
-    from trainutil import qwenft
+    from trainutil import qwenft as cli
 
-    out = qwenft("evaluate", "eval_data=agentclinic", "model=offline", "model.cache_dir=/nonexistent",
+    out = cli("evaluate", "eval_data=agentclinic", "model=offline", "model.cache_dir=/nonexistent",
                  f"out={tmp_path}/out", cwd=tmp_path)
     assert out.returncode == 2, out.stderr[-2000:]
     assert out.stderr.strip().splitlines() == [out.stderr.strip()] and "eval_data.path is not set" in out.stderr
