@@ -40,8 +40,9 @@ fi
 stamp() {  # stamp DIR COMMAND...: how, where and when a result folder was made
   local dir=$1; shift
   mkdir -p "$dir"
-  { echo "# How this folder was made"; echo; echo '```bash'; echo "$*"; echo '```'; echo
-    echo "- machine: $(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1), $(nproc) cores, no GPU"
+  { echo "# How this folder was made"; echo; echo '```bash'; echo "${OMP_NUM_THREADS:+OMP_NUM_THREADS=$OMP_NUM_THREADS }$*"
+    echo '```'; echo
+    echo "- machine: $(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1), $(nproc --all) cores, no GPU"
     echo "- date: $(date -u +%Y-%m-%dT%H:%MZ)"
     echo "- git commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (+ uncommitted changes)')"
     echo "- python: $($PY -c 'import platform, torch; print(platform.python_version(), "torch", torch.__version__)')"

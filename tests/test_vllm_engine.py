@@ -15,7 +15,6 @@ reason where vLLM is not installed or cannot run on this machine.
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 import torch
@@ -148,10 +147,9 @@ def merged_run(tmp_path_factory):
     offline_model_dir()
     root = tmp_path_factory.mktemp("vllm_run")
     out = qwenft("train", "experiment=demo", "trainer.max_steps=2", "data.batch_size=2", "data.max_length=96",
-                 "data.max_val_examples=2", "validate_before=false", "trainer.limit_val_batches=0",
+                 "data.max_val_examples=2", "validate_before=false", "+trainer.limit_val_batches=0",
                  "callbacks.clinical_eval.n_prompts=0", "callbacks.new_word_metrics.max_texts=0", "logger=csv",
-                 "callbacks.rich_progress_bar=null", "callbacks.last_checkpoint=null", "optim.lr=1e-3",
-                 f"run_dir={root}/run", cwd=root, timeout=1800)
+                 "callbacks.rich_progress_bar=null", "optim.lr=1e-3", f"run_dir={root}/run", cwd=root, timeout=1800)
     assert out.returncode == 0, out.stderr[-3000:]
     return root / "run" / "merged"
 
@@ -171,38 +169,40 @@ def test_merged_export_with_new_words_loads_in_vllm(merged_run):
     ids = [tok(" " + w, add_special_tokens=False).input_ids[0] for w in words]
     assert min(ids) >= 151665  # rows past Qwen2.5's own tokens: added by the run
 
-    settings = VllmSettings()
-    engine = VllmEngine.prepare(str(merged_run), settings, instruct=True).launch(find_python(), bf16=False)
+    engine = VllmEngine.prepare(str(merged_run), VllmSettings(), instruct=True).launch(find_python(), bf16=False)
     with engine:
-        # 1) vLLM's tokenizer (the exported one) reads each new word as its single new token
+        # 1) vLLM's tokenizer (the exported one) reads each new word as its single new token, as qwenft's does
         text = "Findings: " + ", ".join(words) + "."
         served = engine.client.post("/tokenize", json={"model": "qwenft", "prompt": text,
                                                        "add_special_tokens": False}).json()["tokens"]
         assert served == tok(text, add_special_tokens=False).input_ids and set(ids) <= set(served)
 
-        # 2) the trained rows are the ones vLLM computes with: the logprob of each new token in context, by vLLM
-        #    and by transformers on the same merged weights (fp32 both)
-        prompt = tok(f"{words[0]} {words[1]} {words[2]} {words[0]} {words[1]} {words[2]} {words[0]}",
-                     add_special_tokens=False).input_ids
-        body = {"model": "qwenft", "prompt": prompt, "max_tokens": 6, "temperature": 0, "prompt_logprobs": 0,
-                "return_token_ids": True}
+        # 2) the trained rows are the ones vLLM computes with: the logprob of every prompt token, new ones
+        #    included, by vLLM and by transformers on the same merged weights (fp32 both)
+        prompt = tok(" ".join(words * 2 + words[:1]), add_special_tokens=False).input_ids
+        assert set(ids) <= set(prompt)
+        # 3) and it writes them: greedy among the new tokens -> the new words, one token each, the same choices
+        #    as transformers makes on the same weights under the same restriction
+        allowed = list(ids)
+        body = {"model": "qwenft", "prompt": prompt, "max_tokens": 4, "temperature": 0, "prompt_logprobs": 0,
+                "allowed_token_ids": allowed, "return_token_ids": True}
         out = engine.client.post("/v1/completions", json=body)
         assert out.status_code == 200, out.text
         choice = out.json()["choices"][0]
-        served_lp = [next(iter(d.values()))["logprob"] if d else None for d in choice["prompt_logprobs"]]
         model = AutoModelForCausalLM.from_pretrained(merged_run, dtype=torch.float32)
         with torch.inference_mode():
-            logits = model(torch.tensor([prompt])).logits[0].float()
-        hf_lp = torch.log_softmax(logits, -1)[torch.arange(len(prompt) - 1), torch.tensor(prompt[1:])].tolist()
-        for pos in range(1, len(prompt)):
-            assert math.isclose(served_lp[pos], hf_lp[pos - 1], abs_tol=2e-2), (pos, served_lp[pos], hf_lp[pos - 1])
-
-        # 3) it writes them: greedy continuation of the repeating new words, as single new tokens, equal to HF's
+            logits = model(torch.tensor([prompt])).logits[0]
+            hf_lp = torch.log_softmax(logits, -1)[torch.arange(len(prompt) - 1), torch.tensor(prompt[1:])].tolist()
+            served_lp = [next(iter(d.values()))["logprob"] for d in choice["prompt_logprobs"][1:]]
+            assert max(abs(a - b) for a, b in zip(served_lp, hf_lp, strict=True)) < 1e-3
+            seq, hf_gen = list(prompt), []
+            while len(hf_gen) < len(choice["token_ids"]):
+                last = model(torch.tensor([seq])).logits[0, -1]
+                hf_gen.append(allowed[int(torch.argmax(last[allowed]))])
+                seq.append(hf_gen[-1])
         generated = choice["token_ids"]
-        hf_out = model.generate(torch.tensor([prompt]), max_new_tokens=6, do_sample=False, temperature=None,
-                                top_p=None, top_k=None)[0, len(prompt):].tolist()
-        assert generated == hf_out[: len(generated)]
-        assert set(generated) & set(ids), (generated, ids)
-        assert any(w in engine.tokenizer.decode(generated) for w in words)
+        assert len(generated) == 4 and generated == hf_gen and set(generated) <= set(ids), (generated, hf_gen)
+        assert choice["text"].split() == [words[ids.index(t)] for t in generated]  # each a whole word
+        assert engine.tokenizer.decode(generated) == choice["text"]
     with pytest.raises(httpx.TransportError):
         httpx.get(engine.base_url + "/health", timeout=5)  # stopped

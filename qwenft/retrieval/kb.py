@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qwenft.errors import DataError
+from qwenft.inputs import check_regular
 
 
 @dataclass
@@ -56,8 +57,7 @@ def file_sha256(path: str | Path) -> str:
 def load_kb(path: str | Path) -> KnowledgeBase:
     """Every line validated up front; problems are ``DataError``s naming the line."""
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise DataError(str(path), None, "knowledge base not found")
+    check_regular(path, kind="data", what="knowledge base")  # a FIFO would block on open; size is bounded
     docs, seen = [], set()
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
