@@ -38,8 +38,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from qwenft.clinical.output import Answer, Response
 from qwenft.clinical.parse import Parsed
@@ -227,7 +228,7 @@ def evaluate(records: list[dict], strategies: list[Strategy], loaded, retriever,
             first_budget = first_budget or budget
             scores = []
             bar = tqdm(records, desc=f"{strategy.name} {budget}", unit="prompt", disable=not progress,
-                       file=sys.stderr, leave=False)
+                       file=sys.stderr, leave=True)
 
             def predict(rec: dict, strategy: Strategy = strategy, budget: str = budget) -> dict:
                 parsed = Parsed(rec["scenario"], rec["questions"])
@@ -385,3 +386,28 @@ def log_wandb(cfg: DictConfig, out: Path, result: Evaluation, records: list[dict
                 for p in result.predictions]
         run.log({"clinical_samples": wandb.Table(columns=["strategy", "budget", "scenario", "response"], data=data)})
     run.finish()
+
+
+def retrieval_config(retrieval: DictConfig, data) -> DictConfig:
+    """The retrieval config, searching the data set's own knowledge base when it has one (or the one given as
+    ``eval_data.kb_path``); a data set without one needs it whenever retrieval is on."""
+    if "kb_path" not in retrieval:  # retrieval=none
+        return retrieval
+    if data.kb_path:
+        retrieval = OmegaConf.create(OmegaConf.to_container(retrieval, resolve=True))
+        with open_dict(retrieval):
+            retrieval.kb_path = data.kb_path
+    elif data.needs_kb:
+        raise UserError(f"eval_data.kb_path is not set: {data.name} has no knowledge base of its own; give one "
+                        "(JSONL {id, text} or MedRAG {id, title, content}) or use retrieval=none")
+    return retrieval
+
+
+def build_eval_data(eval_data: DictConfig):
+    """The data set's builder; its own one-line error (not Hydra's wrapper) for library callers too."""
+    try:
+        return instantiate(eval_data, _convert_="all")
+    except InstantiationException as err:
+        if isinstance(err.__cause__, UserError):
+            raise err.__cause__ from None
+        raise

@@ -7,21 +7,21 @@ import contextlib
 import json
 from pathlib import Path
 
-from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from qwenft.atomic import atomic_write_text
 from qwenft.clinical.engines import cache_settings, open_engine
 from qwenft.clinical.evaluate import (
     PredictionCache,
+    build_eval_data,
     digest,
     evaluate,
     load_strategy,
     log_wandb,
     markdown_table,
+    retrieval_config,
 )
-from qwenft.errors import UserError
 from qwenft.tokenizer.extend import read_words_file
 
 
@@ -29,39 +29,13 @@ def _as_list(value) -> list[str]:
     return [value] if isinstance(value, str) else list(value)  # strategies=hyde
 
 
-def _retrieval(cfg: DictConfig, data) -> DictConfig:
-    """The retrieval config, searching the data set's own knowledge base when it has one (or the one given as
-    ``eval_data.kb_path``); a data set without one needs it whenever retrieval is on."""
-    retrieval = cfg.retrieval
-    if "kb_path" not in retrieval:  # retrieval=none
-        return retrieval
-    if data.kb_path:
-        retrieval = OmegaConf.create(OmegaConf.to_container(retrieval, resolve=True))
-        with open_dict(retrieval):
-            retrieval.kb_path = data.kb_path
-    elif data.needs_kb:
-        raise UserError(f"eval_data.kb_path is not set: {data.name} has no knowledge base of its own; give one "
-                        "(JSONL {id, text} or MedRAG {id, title, content}) or use retrieval=none")
-    return retrieval
-
-
-def _build_data(cfg: DictConfig):
-    """The data set's builder; its own one-line error (not Hydra's wrapper) for library callers too."""
-    try:
-        return instantiate(cfg.eval_data, _convert_="all")
-    except InstantiationException as err:
-        if isinstance(err.__cause__, UserError):
-            raise err.__cause__ from None
-        raise
-
-
 def run(cfg: DictConfig) -> dict:
-    data = _build_data(cfg)  # a bad data file fails before anything loads
+    data = build_eval_data(cfg.eval_data)  # a bad data file fails before anything loads
     records = data.records[: int(cfg.n_prompts)] if cfg.n_prompts else data.records
     strategies = [load_strategy(name, cfg.get("strategy")) for name in _as_list(cfg.strategies)]
     budgets = _as_list(cfg.budgets)
     new_words = read_words_file(cfg.words_file)[0] if cfg.get("words_file") else None
-    retrieval_cfg = _retrieval(cfg, data)
+    retrieval_cfg = retrieval_config(cfg.retrieval, data)
     retriever = instantiate(retrieval_cfg)  # a bad knowledge base fails before the model loads
     gen = OmegaConf.to_container(cfg.generation, resolve=True)
     engine = None if cfg.retrieval_only else open_engine(gen, cfg.model)  # generation.engine: hf or vllm
