@@ -56,11 +56,12 @@ def test_loggers_best_checkpoint_export_and_model_card(tmp_path):
     assert "base_model: tiny" in card and "new words: 40" in card and "qwenft train" in card
     assert "val/new_word_nll" in card and (run / "adapter" / "README.md").read_text() == card
 
-    before = (run / "merged" / "model.safetensors").read_bytes()
-    again = qwenft("export", str(run), "checkpoint=last", cwd=tmp_path)
+    trained = (run / "merged" / "model.safetensors").read_bytes()
+    again = qwenft("export", str(run), "checkpoint=best", cwd=tmp_path)  # rebuilt from config + best.ckpt
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "merged:" in again.stdout and "the `last` checkpoint" in (run / "merged" / "README.md").read_text()
-    assert (run / "merged" / "model.safetensors").read_bytes() != before  # last (step 4) != best weights
+    assert "merged:" in again.stdout and (run / "merged" / "model.safetensors").read_bytes() == trained
+    last = qwenft("export", str(run), "checkpoint=last", cwd=tmp_path)
+    assert last.returncode == 0 and "the `last` checkpoint" in (run / "merged" / "README.md").read_text()
 
     from qwenft.train.export import push_plan
 

@@ -2,7 +2,7 @@
 
     python -m experiments.bench.engines [--model offline] [--new-tokens 32] [--prompts 8] [--repeats 3] [--no-cli]
 
-Rows (both engines in the same dtype: bf16 where the CPU has native bf16, else fp32):
+Rows (each engine in the precision `--hf-bf16` / `--vllm-bf16` give; auto: bf16 where the CPU has native bf16):
 
 - **batched / one answer**, per engine: the first bundled vignette with 4 questions, summary + 4 answers in one
   call (HF: one batched ``generate`` with the shared-prefix prefill; vLLM: one request of 5 token-id prompts,
@@ -97,28 +97,29 @@ def evaluate_rate(engine, records: list[dict], retriever, gen: dict) -> dict:  #
     return {"seconds": wall, "prompts": len(records), "prompts_per_s": len(records) / wall, "texts": texts}
 
 
-def cli_answer(engine: str, model: str, n: int) -> float:
+def cli_answer(engine: str, model: str, n: int, bf16: bool) -> float:
     """``qwenft answer`` end to end, one prompt: what a one-shot answer costs with this engine."""
     rec = load_records(DEMO_DIR / "test.jsonl").records[0]
     prompt = rec["scenario"] + "\n" + "\n".join(f"{i}. {q}" for i, q in enumerate(rec["questions"], 1))
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", "qwenft.cli", "answer", f"model={model}", f"generation.engine={engine}",
-                    "retrieval=none", f"generation.max_new_tokens={n}", "output=json"], input=prompt, text=True,
+                    "retrieval=none", f"generation.max_new_tokens={n}", f"generation.bf16={str(bf16).lower()}",
+                    "output=json"], input=prompt, text=True,
                    check=True, capture_output=True)
     return time.perf_counter() - t0
 
 
-def callback_cost(engine_hf: HFEngine, records: list[dict], gen: dict) -> dict:
+def callback_cost(engine_hf: HFEngine, records: list[dict], gens: dict) -> dict:
     """``ClinicalEval``'s work at one validation, 2 prompts, without retrieval: hf vs vllm on the same weights."""
     out = {}
     for name in ("hf", "vllm"):
         t0 = time.perf_counter()
-        with open_engine_for_model({**gen, "engine": name}, engine_hf.model, engine_hf.tokenizer,
+        with open_engine_for_model({**gens[name], "engine": name}, engine_hf.model, engine_hf.tokenizer,
                                    engine_hf.instruct) as engine:
             ready = time.perf_counter() - t0
             for rec in records:
                 answer(load_parsed(rec), Decomposition(), engine.model, engine.tokenizer, engine.instruct, None,
-                       gen=gen)
+                       gen=gens[name])
         out[name] = {"seconds": time.perf_counter() - t0, "ready_s": ready}
     return out
 
@@ -130,14 +131,14 @@ def load_parsed(rec: dict):  # noqa: ANN201
 
 
 def rows(r: dict) -> list[str]:
-    n, dt = r["new_tokens"], r["dtype"]
+    n, dts = r["new_tokens"], r["dtypes"]
     out = []
     for eng in ("hf", "vllm"):
         lat = r["latency"][eng]
         ratio = lat["batched_s"] / lat["single_s"]
         out.append(f"| {eng}: clinical latency, 4 questions + summary batched / one answer alone | "
                    f"{lat['batched_s']:.2f} / {lat['single_s']:.2f} s = **{ratio:.2f}×** | "
-                   f"{'≤ 1.2×' if eng == 'vllm' else '≤ 1.5×'} | {n} new tokens per text, greedy, {dt} |")
+                   f"{'≤ 1.2×' if eng == 'vllm' else '≤ 1.5×'} | {n} new tokens per text, greedy, {dts[eng]} |")
     hf_b, v_b = r["latency"]["hf"]["batched_s"], r["latency"]["vllm"]["batched_s"]
     out.append(f"| batched answer, hf / vllm | {hf_b:.2f} / {v_b:.2f} s = {hf_b / v_b:.2f}× | | the same 5 "
                "prompts, same token ids |")
@@ -178,40 +179,48 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--cli", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--callback", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--hf-bf16", choices=("auto", "true", "false"), default="auto",
+                   help="HF's precision (auto: bf16 where the CPU has native bf16, as shipped)")
+    p.add_argument("--vllm-bf16", choices=("auto", "true", "false"), default="auto")
     p.add_argument("--out-json", default=None)
     args = p.parse_args()
-    n, bf16 = args.new_tokens, native_bf16()
+    n = args.new_tokens
+    pick = {"auto": native_bf16(), "true": True, "false": False}
+    bf16 = {"hf": pick[args.hf_bf16], "vllm": pick[args.vllm_bf16]}
     cfg = compose("evaluate", [f"model={args.model}", f"generation.max_new_tokens={n}"])
     gen = OmegaConf.to_container(cfg.generation, resolve=True)
+    gens = {e: {**gen, "bf16": b} for e, b in bf16.items()}
     prompts, _ = prompt_set()
     records = load_records(DEMO_DIR / "test.jsonl").records[: args.prompts]
     retriever = BM25Retriever(DEMO_DIR / "kb.jsonl", cache_dir=tempfile.mkdtemp(prefix="bench-bm25-"))
-    r: dict = {"model": args.model, "new_tokens": n, "dtype": "bf16" if bf16 else "fp32", "latency": {},
+    dtypes = {e: "bf16" if b else "fp32" for e, b in bf16.items()}
+    r: dict = {"model": args.model, "new_tokens": n, "dtypes": dtypes, "latency": {},
                "evaluate": {}, "parallel": int(gen["vllm"]["parallel"])}
 
-    hf = open_engine({**gen, "engine": "hf"}, cfg.model)
-    r["latency"]["hf"] = hf_latency(hf, prompts, n, bf16, args.repeats)
-    r["evaluate"]["hf"] = evaluate_rate(hf, records, retriever, gen)
+    hf = open_engine({**gens["hf"], "engine": "hf"}, cfg.model)
+    r["latency"]["hf"] = hf_latency(hf, prompts, n, bf16["hf"], args.repeats)
+    r["evaluate"]["hf"] = evaluate_rate(hf, records, retriever, gens["hf"])
     if args.callback:
-        r["callback"] = callback_cost(hf, records[:2], gen)
+        r["callback"] = callback_cost(hf, records[:2], gens)
     hf.close()
     del hf
 
     t0 = time.perf_counter()
-    with open_engine({**gen, "engine": "vllm"}, cfg.model) as vllm:
+    with open_engine({**gens["vllm"], "engine": "vllm"}, cfg.model) as vllm:
         r["vllm_load_s"] = time.perf_counter() - t0
         r["latency"]["vllm"] = vllm_latency(vllm, prompts, n, args.repeats)
-        r["evaluate"]["vllm"] = evaluate_rate(vllm, records, retriever, gen)
+        r["evaluate"]["vllm"] = evaluate_rate(vllm, records, retriever, gens["vllm"])
     a, b = r["evaluate"]["hf"]["texts"], r["evaluate"]["vllm"]["texts"]
     same = sum(x == y for ra, rb in zip(a, b, strict=True) for x, y in zip(ra, rb, strict=True))
     r["evaluate"]["same_texts"] = f"{same}/{sum(map(len, a))}"
     if args.cli:
-        r["cli"] = {e: cli_answer(e, args.model, n) for e in ("hf", "vllm")}
+        r["cli"] = {e: cli_answer(e, args.model, n, bf16[e]) for e in ("hf", "vllm")}
 
     table = "| measure | result | target | note |\n|---|---|---|---|\n" + "\n".join(rows(r)) + "\n"
     cpu = cpu_model()
     stamp = (f"{datetime.date.today()} on {cpu} ({platform.machine()}, {os.cpu_count()} cores, "
-             f"{torch.get_num_threads()} torch threads), model={args.model}, both engines {r['dtype']}; command: "
+             f"{torch.get_num_threads()} torch threads), model={args.model}, hf in {dtypes['hf']}, vllm in "
+             f"{dtypes['vllm']}; command: "
              f"`python -m experiments.bench.engines {' '.join(sys.argv[1:])}`")
     text = f"## Engines: HF vs vLLM\n\n{stamp}\n\n{table}"
     print(text)
