@@ -38,12 +38,21 @@ def assert_all_gone(procs: list[psutil.Process], timeout: float = 30.0) -> None:
     """Every process of ``procs`` has exited (zombies count as gone: only their parent's wait is missing)."""
     deadline = time.monotonic() + timeout
     alive = procs
+    def running(p: psutil.Process) -> bool:
+        try:
+            return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
     while time.monotonic() < deadline:
-        alive = [p for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        alive = [p for p in procs if running(p)]
         if not alive:
             return
         time.sleep(0.5)
     names = [f"{p.pid} {' '.join(p.cmdline())[:120]}" for p in alive]
     for p in alive:  # leave nothing behind for the next test
-        p.kill()
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
     raise AssertionError(f"processes left running: {names}")

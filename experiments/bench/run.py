@@ -25,6 +25,8 @@ from experiments.bench.peak import matmul_peak
 from qwenft.hardware import native_bf16
 from qwenft.train.runinfo import cpu_model
 
+ENGINES_START, ENGINES_END = "<!-- engines:start -->", "<!-- engines:end -->"  # experiments/bench/engines.py
+
 
 def arm(name: str, model: str, steps: int) -> dict:
     with tempfile.NamedTemporaryFile(suffix=".json") as f:
@@ -105,7 +107,12 @@ def main() -> None:
              f"{torch.__version__}; command: `python -m experiments.bench.run {' '.join(sys.argv[1:])}`")
     print(table + "\n" + stamp)
     out = Path(__file__).with_name("RESULTS.md")
-    out.write_text(f"# Benchmark results\n\n{stamp}\n\n{table}\n```json\n{json.dumps(raw, indent=1)}\n```\n")
+    old = out.read_text() if out.exists() else ""
+    # the HF vs vLLM section (experiments/bench/engines.py) is its own run: keep it
+    engines = old[old.index(ENGINES_START):old.index(ENGINES_END) + len(ENGINES_END)] + "\n" \
+        if ENGINES_START in old and ENGINES_END in old else ""
+    out.write_text(f"# Benchmark results\n\n{stamp}\n\n{table}\n```json\n{json.dumps(raw, indent=1)}\n```\n"
+                   + (f"\n{engines}" if engines else ""))
 
 
 if __name__ == "__main__":

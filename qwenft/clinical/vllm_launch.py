@@ -21,6 +21,8 @@ def main() -> int:
     stopping = threading.Event()
 
     def stop(*_: object) -> None:
+        if stopping.is_set():  # once: the watchdog and a forwarded signal may both ask
+            return
         stopping.set()
         try:
             child.send_signal(signal.SIGTERM)
