@@ -19,6 +19,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from qwenft.errors import OutputError
 
@@ -151,8 +152,13 @@ def atomic_dir(dest: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def atomic_write_bytes(dest: str | os.PathLike, data: bytes) -> None:
-    """``dest`` holds ``data`` or its previous content, never a part; a full disk is an ``OutputError``."""
+@contextlib.contextmanager
+def atomic_file(dest: str | os.PathLike) -> Iterator[BinaryIO]:
+    """A binary file that becomes ``dest`` (fsync + one rename) when the block ends without an error.
+
+    ``dest`` holds the new content or its previous one, never a part; a full disk or a read-only folder is an
+    ``OutputError``. The temp file carries the writer's pid, so ``recover`` removes it if the writer died.
+    """
     dest = Path(dest)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -163,7 +169,7 @@ def atomic_write_bytes(dest: str | os.PathLike, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), 0o666 & ~umask())
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, dest)
@@ -172,6 +178,12 @@ def atomic_write_bytes(dest: str | os.PathLike, data: bytes) -> None:
             os.unlink(tmp)
         _raise_if_write_error(err, dest)
         raise
+
+
+def atomic_write_bytes(dest: str | os.PathLike, data: bytes) -> None:
+    """``dest`` holds ``data`` or its previous content, never a part; a full disk is an ``OutputError``."""
+    with atomic_file(dest) as f:
+        f.write(data)
 
 
 def atomic_write_text(dest: str | os.PathLike, text: str) -> None:

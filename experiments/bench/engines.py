@@ -26,7 +26,6 @@ import datetime
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,7 +35,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from experiments.bench.latency import prompt_set
+from experiments.bench.latency import median_seconds, prompt_set
 from qwenft.clinical.engines import HFEngine, open_engine, open_engine_for_model
 from qwenft.clinical.evaluate import evaluate
 from qwenft.clinical.generate import GenerationSettings, generate_batch
@@ -49,16 +48,6 @@ from qwenft.retrieval.bm25 import BM25Retriever
 from qwenft.train.runinfo import cpu_model
 
 START, END = "<!-- engines:start -->", "<!-- engines:end -->"
-
-
-def median_seconds(fn, repeats: int) -> float:  # noqa: ANN001
-    fn()  # warm-up (and, on vLLM, the prefix cache of the shared scenario)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def hf_latency(engine: HFEngine, prompts: list[str], n: int, bf16: bool, repeats: int) -> dict:

@@ -1,21 +1,20 @@
 """Checkpoints written atomically (temp file + rename) and read back with ``weights_only=True``.
 
 A failed write (disk full, read-only) removes its temp file and raises one ``OutputError`` line, leaving the
-previous ``last.ckpt`` valid; a temp file left by a killed process (``.last.ckpt.tmp-<pid>``) is removed at the
+previous ``last.ckpt`` valid; a temp file left by a killed process (``.last.ckpt.tmp-<pid>-xxxx``) is removed at the
 next start (``qwenft.atomic.recover``). An unreadable checkpoint (truncated, not a checkpoint) is a
 ``UserError`` naming the file, not a traceback from the zip reader.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from qwenft.atomic import _raise_if_write_error
+from qwenft.atomic import atomic_file
 from qwenft.errors import UserError
 
 
@@ -37,20 +36,8 @@ def load_checkpoint_file(path: str | os.PathLike, map_location=None, mmap: bool 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint, path, storage_options=None):
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException as err:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            _raise_if_write_error(err, path)
-            raise
+        with atomic_file(path) as f:
+            torch.save(checkpoint, f)
 
     def load_checkpoint(self, path, map_location=None, weights_only=None):
         return load_checkpoint_file(path, map_location=map_location)
