@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from qwenft.errors import DataError, UserError
-from qwenft.inputs import check_regular, read_bytes
+from qwenft.inputs import check_regular, decode_utf8, read_bytes
 
 log = logging.getLogger(__name__)
 
@@ -87,17 +87,6 @@ def _json_type(value: Any) -> str:
     if isinstance(value, dict):
         return "object"
     return type(value).__name__
-
-
-def _decode(path: Path, data: bytes) -> str:
-    """The whole file as text, or a DataError at the line and byte offset of the first non-UTF-8 byte."""
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        col = err.start - (data.rfind(b"\n", 0, err.start) + 1)
-        raise DataError(str(path), line, f"not valid UTF-8: byte 0x{data[err.start]:02x} at byte offset {col} "
-                                         f"of the line (offset {err.start} in the file)") from None
 
 
 class _DuplicateKey(ValueError):
@@ -205,10 +194,10 @@ def _json_rows(path: Path, data: bytes) -> Iterator[Row]:
     if path.suffix.lower() == ".json":
         head = data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
         if head == b"[":
-            yield from _json_array(path, _decode(path, data))
+            yield from _json_array(path, decode_utf8(data, str(path)))
             return
         if head == b"{":
-            text = _decode(path, data)
+            text = decode_utf8(data, str(path))
             value, problem = _loads(text)
             first = text.count("\n", 0, len(text) - len(text.lstrip())) + 1
             if problem is None:  # a single object, possibly spread over many lines
@@ -236,7 +225,7 @@ def _pretty_object_error(text: str) -> Iterator[Row]:
 
 def _csv_rows(path: Path, data: bytes) -> Iterator[Row]:
     """Rows as ``{header: str}``, numbered by the editor line where each record starts (header = line 1)."""
-    text = _decode(path, data)
+    text = decode_utf8(data, str(path))
     old_limit = csv.field_size_limit()
     csv.field_size_limit(2**31 - 1)  # clinical notes exceed the 128 KiB default
     rows: list[Row] = []
@@ -509,7 +498,7 @@ def _txt_rows(path: Path, data: bytes, unit: str) -> Iterator[Row]:
     ``line``: every non-blank line (datasets' ``text`` loader default); ``paragraph``: runs of non-blank lines
     separated by blank lines; ``document``: the whole file. Blank lines are separators, never empty documents.
     """
-    lines = _decode(path, data).split("\n")
+    lines = decode_utf8(data, str(path)).split("\n")
     lines = [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
     if unit == "document":
         first = next((n for n, ln in enumerate(lines, 1) if ln.strip()), None)
