@@ -18,3 +18,21 @@ def demo_words() -> list[str]:
     from qwenft.tokenizer.extend import read_words_file
 
     return read_words_file(DEMO_DIR / "words.txt")[0][:6]
+
+
+@pytest.fixture(scope="module")
+def loaded():
+    """The tiny model for clinical answering tests; untied embeddings: its greedy decoding writes varied,
+    non-empty text."""
+    from qwenft.model.sources import tiny
+
+    return tiny(tie_word_embeddings=False, seed=0)
+
+
+@pytest.fixture(scope="module")
+def kb(tmp_path_factory):
+    """BM25 over the demo knowledge base, indexed once per module."""
+    from qwenft.data.datamodule import DEMO_DIR
+    from qwenft.retrieval.bm25 import BM25Retriever
+
+    return BM25Retriever(DEMO_DIR / "kb.jsonl", cache_dir=tmp_path_factory.mktemp("bm25"))

@@ -29,8 +29,6 @@ from qwenft.config import conf_dir
 from qwenft.data.datamodule import DEMO_DIR
 from qwenft.data.decompose import to_training_examples
 from qwenft.errors import UserError
-from qwenft.model.sources import tiny
-from qwenft.retrieval.bm25 import BM25Retriever
 from qwenft.retrieval.fusion import interleave, rrf
 
 RECORDS = [json.loads(line) for line in (DEMO_DIR / "test.jsonl").read_text().splitlines()]
@@ -44,17 +42,6 @@ def load(name: str):
     strategy = instantiate(OmegaConf.load(conf_dir() / "strategy" / f"{name}.yaml"))
     # short rewrites keep the test fast; everything else exactly as configured
     return dataclasses.replace(strategy, rewrite_max_new_tokens=8) if strategy.rewrite_prompt else strategy
-
-
-@pytest.fixture(scope="module")
-def loaded():
-    # untied embeddings: greedy decoding of this random model writes varied, non-empty text
-    return tiny(tie_word_embeddings=False, seed=0)
-
-
-@pytest.fixture(scope="module")
-def kb(tmp_path_factory):
-    return BM25Retriever(DEMO_DIR / "kb.jsonl", cache_dir=tmp_path_factory.mktemp("bm25"))
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -17,23 +17,11 @@ from qwenft.clinical.strategies import answer
 from qwenft.config import compose
 from qwenft.data.datamodule import DEMO_DIR
 from qwenft.errors import UserError
-from qwenft.model.sources import tiny
-from qwenft.retrieval.bm25 import BM25Retriever
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MEDQUAD = DATA / "medquad.jsonl.gz"
 RECORDS = [json.loads(line) for line in (DEMO_DIR / "test.jsonl").read_text().splitlines()]
 GEN = {"max_new_tokens": 2, "bf16": False}
-
-
-@pytest.fixture(scope="module")
-def loaded():
-    return tiny(tie_word_embeddings=False, seed=0)
-
-
-@pytest.fixture(scope="module")
-def kb(tmp_path_factory):
-    return BM25Retriever(DEMO_DIR / "kb.jsonl", cache_dir=tmp_path_factory.mktemp("bm25"))
 
 
 def _run(tmp_path: Path, *overrides: str) -> dict:
