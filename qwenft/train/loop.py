@@ -171,7 +171,7 @@ def load_best(module: QwenFTModule, callbacks: list) -> str:
     if best is None:
         raise UserError("export.checkpoint=best: no best checkpoint was saved (callbacks.best_checkpoint is off, "
                         "or no validation ran)")
-    state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
+    state = load_checkpoint_file(best.best_model_path)["state_dict"]
     module.load_state_dict(state, strict=False)
     log.info("exporting the best checkpoint %s (%s=%.4f)", best.best_model_path, best.monitor,
              float(best.best_model_score))
