@@ -188,3 +188,22 @@ def test_targets_are_scored_per_kind_and_nan_where_absent():
                                                 "mc_accuracy", "hit_at_k"))
     with pytest.raises(ValueError, match="unknown target kind"):
         score_prediction(resp, {**ref, "targets": [{"kind": "vibes"}]})
+
+
+def test_importing_the_metrics_never_lets_a_logging_reset_close_a_redirected_stderr():
+    """rouge_score pulls in absl, whose handler would bind to a redirected stderr (pytest's capture, a notebook)
+    and close it when Hydra's dictConfig resets logging — which killed the whole test session once."""
+    import subprocess
+    import sys
+
+    code = (
+        "import io, logging.config, sys\n"
+        "redirected = io.StringIO(); sys.stderr = redirected\n"
+        "import qwenft.metrics.clinical\n"
+        "sys.stderr = io.StringIO()\n"
+        "logging.config.dictConfig({'version': 1})\n"
+        "print(redirected.closed)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"

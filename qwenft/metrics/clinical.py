@@ -25,9 +25,17 @@ from __future__ import annotations
 import math
 import re
 import string
+import sys
 from collections import Counter
 
+from absl import logging as absl_logging
 from rouge_score import rouge_scorer
+
+# rouge_score imports absl, whose (never attached) handler binds to whatever ``sys.stderr`` is at import time.
+# Hydra's logging dictConfig later closes every handler ever made, and absl closes a stream that is not the
+# current sys.stderr: under pytest's capture or a notebook's redirect that closes the host's stream. Bound to the
+# process's own stderr, absl leaves it open.
+absl_logging.get_absl_handler().python_handler.stream = sys.__stderr__
 
 _ROUGE = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
 _PUNCT = frozenset(string.punctuation)
