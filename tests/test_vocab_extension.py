@@ -267,6 +267,24 @@ def test_the_pool_covers_every_kind_of_form(pool):
     assert kinds >= {(True, KEPT), (True, ADDED), (False, KEPT), (False, ADDED), (False, SKIPPED)}
 
 
+def test_a_word_qwen_spells_as_a_lone_space_plus_its_one_token_keeps_that_token(base):
+    """``" ichtig"`` is ``Ġ`` + ``ichtig`` in Qwen: the word is already one pretrained token after a space, so the
+    space form is skipped (an added one would replace id 34966) -- found by the property test below."""
+    vocab = base.get_vocab()
+    words = [w for w in sorted(k for k in vocab if re.fullmatch(r"[a-z]{6,12}", k) and "Ġ" + k not in vocab)
+             if base.convert_ids_to_tokens(_ids(base, " " + w)) == ["Ġ", w]]
+    assert "ichtig" in words
+    words = list(dict.fromkeys(words[::max(1, len(words) // 40)] + ["ichtig"]))
+    tok, new_tokens, forms = extend_tokenizer(base, words + ["neurogenix"])
+    by_form = {f.form: f for f in forms}
+    for w in words:
+        assert by_form[" " + w].status == SKIPPED and "already one pretrained token" in by_form[" " + w].reason
+        assert by_form[w].status == KEPT
+        for text in (f"took {w}.", f"\n{w}", f"({w})"):
+            assert _ids(tok, text) == _ids(base, text), text
+    assert {t.word for t in new_tokens} == {"neurogenix"}
+
+
 _SEPARATORS = [" ", "  ", "\n", "(", ")", "[", '"', "'", ",", ".", "-", "\t", "5", "é", "\u00a0", "😀", "'s",
                "<|im_end|>", "the", " took", "es", "x", "ia"]
 

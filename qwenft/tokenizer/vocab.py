@@ -18,6 +18,8 @@ its own, against the ORIGINAL tokenizer (:func:`plan_forms`):
     it would turn every ``" insulin"`` into ``Ġ`` + ``insulin`` (the bug this module exists to avoid). Added
     tokens cannot alias an existing id either (tokenizers re-numbers them on load), so at a line start or after
     a bracket such a word keeps Qwen's own pieces, as it always had.
+  - the space form of a word Qwen spells as a lone ``Ġ`` + the word's one token (``" ichtig"``): the word is
+    already one pretrained token after a space, and stays so.
   - the space form of a word that begins words Qwen spells as one token (``" pneumon"`` would cut
     ``Ġpneumonia`` into ``" pneumon"`` + ``"ia"``: an added token cannot see where a word ends); its bare form
     is skipped with it, for the reason above.
@@ -156,7 +158,12 @@ def plan_forms(tokenizer: PreTrainedTokenizerBase, words: list[str]) -> list[For
             sp = report(space, KEPT, f"Qwen already spells it as one token ({sp_pieces[0]})", sp_ids, sp_pieces)
         else:
             longer = known_longer_words(keys, space)
-            if longer:
+            if len(sp_ids) == 2 and len(bare_ids) == 1 and sp_ids[1] == bare_ids[0]:
+                # " ichtig" is Ġ + ichtig: after a space the word is already one pretrained token
+                sp = report(space, SKIPPED, f"Qwen spells it as {sp_pieces[0]!r} + {sp_pieces[1]!r}: the word is "
+                            "already one pretrained token there, which an added token would replace",
+                            sp_ids, sp_pieces)
+            elif longer:
                 sp = report(space, SKIPPED, "it begins words Qwen spells as one token ("
                             + ", ".join(repr(w) for w in longer) + "); an added token would split them",
                             sp_ids, sp_pieces)
