@@ -214,6 +214,7 @@ def open_engine(gen: dict | None, model_cfg=None, loaded=None, log_dir: str | Pa
             from hydra.utils import instantiate
 
             loaded = instantiate(model_cfg)
+            bf16_weights(loaded.model, choice.settings.bf16)
         engine = HFEngine(loaded)
         if check is not None:
             check(engine)
@@ -228,6 +229,20 @@ def open_engine(gen: dict | None, model_cfg=None, loaded=None, log_dir: str | Pa
             engine.close()
             raise
     return engine.launch(python, bf16=choice.settings.bf16, log_dir=log_dir)
+
+
+def bf16_weights(model, bf16: bool) -> None:  # noqa: ANN001
+    """Cast a CPU model this engine owns to bfloat16 when ``generation.bf16`` asks for bf16.
+
+    Why not autocast: it re-casts every fp32 weight at every decoding step. On a 2-core AVX512-BF16 EPYC, 32 greedy
+    tokens of the offline 0.5B model took 4.9 s in fp32, 7.3 s under bf16 autocast and 3.1 s with bf16 weights
+    (same text). A model being trained (the clinical-eval callback) is not cast: it keeps fp32 weights.
+    """
+    import torch
+
+    param = next(model.parameters(), None)
+    if bf16 and param is not None and param.device.type == "cpu" and param.dtype == torch.float32:
+        model.to(torch.bfloat16)
 
 
 def decoding(gen: dict | None) -> dict:

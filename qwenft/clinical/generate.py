@@ -31,7 +31,8 @@ class GenerationSettings:
     do_sample: bool = False
     temperature: float = 0.7
     top_p: float = 0.9
-    # bfloat16 autocast on CPU only where the CPU multiplies bf16 natively (AMX / AVX512-BF16): 3.5x slower elsewhere
+    # bf16 only where the CPU multiplies bf16 natively (AMX / AVX512-BF16): 3.5x slower elsewhere. An engine that
+    # loaded its model casts the weights (qwenft.clinical.engines.bf16_weights); a model in training gets autocast
     bf16: bool = field(default_factory=native_bf16)
     seed: int = 0  # sampling is reproducible
 
