@@ -17,6 +17,7 @@ occurrence: the sum over the tokens that spell it, so arms with different tokeni
 
     python -m experiments.newword_bench [--model offline] [--steps 40] [--batch 8] [--seeds 0 1 2] \
         [--arms none usual qwenft ...] [--out experiments/results/newword_bench]
+    python -m experiments.newword_bench --combine DIR1 DIR2 --out DIR   # one table from runs of more seeds
 
 Writes ``results.json`` (every arm x seed) and ``RESULTS.md`` (mean ± sd per arm, ratio to ``usual``, command,
 machine, date) under ``--out``.
@@ -192,8 +193,10 @@ def summarise(rows: list[dict]) -> dict[str, dict]:
     for arm in dict.fromkeys(r["arm"] for r in rows):
         vals = [r["new_word_nll"] for r in rows if r["arm"] == arm]
         bpb = [r["bits_per_byte"] for r in rows if r["arm"] == arm]
+        secs = [r["seconds"] for r in rows if r["arm"] == arm]
         out[arm] = {"new_word_nll": statistics.fmean(vals), "sd": statistics.stdev(vals) if len(vals) > 1 else 0.0,
-                    "bits_per_byte": statistics.fmean(bpb), "seeds": len(vals)}
+                    "bits_per_byte": statistics.fmean(bpb), "bpb_sd": statistics.stdev(bpb) if len(bpb) > 1 else 0.0,
+                    "seconds": statistics.fmean(secs), "seeds": len(vals)}
     usual = out.get("usual", {}).get("new_word_nll")
     for s in out.values():
         s["vs_usual"] = s["new_word_nll"] / usual if usual else math.nan
@@ -201,16 +204,43 @@ def summarise(rows: list[dict]) -> dict[str, dict]:
 
 
 def markdown(summary: dict[str, dict], stamp: dict) -> str:
+    commands = stamp.get("commands", [stamp["command"]])
     lines = [f"# New-word benchmark ({stamp['model']}, {stamp['steps']} steps x batch {stamp['batch']}, "
              f"seeds {stamp['seeds']})", "",
-             f"`{stamp['command']}` -- {stamp['machine']}, {stamp['date']}. Held-out new-word NLL in nats per "
-             f"occurrence ({stamp['occurrences']} occurrences of {len(stamp['words'])} invented words in "
-             f"{stamp['heldout_docs']} documents with unseen templates); lower is better.", "",
-             "| arm | new-word NLL (mean ± sd) | × usual recipe | bits/byte |", "|---|---|---|---|"]
+             " + ".join(f"`{c}`" for c in commands) + f" -- {stamp['machine']}, {stamp['date']}. Held-out new-word "
+             f"NLL in nats per occurrence ({stamp['occurrences']} occurrences of {len(stamp['words'])} invented words "
+             f"in {stamp['heldout_docs']} documents with unseen templates); lower is better. Wall time: the training "
+             "call only.", "",
+             "| arm | seeds | new-word NLL (mean ± sd) | × usual recipe | bits/byte (mean ± sd) | train s (mean) |",
+             "|---|---|---|---|---|---|"]
     for arm, s in summary.items():
-        lines.append(f"| {arm} | {s['new_word_nll']:.3f} ± {s['sd']:.3f} | {s['vs_usual']:.2f} | "
-                     f"{s['bits_per_byte']:.3f} |")
+        lines.append(f"| {arm} | {s['seeds']} | {s['new_word_nll']:.3f} ± {s['sd']:.3f} | {s['vs_usual']:.2f} | "
+                     f"{s['bits_per_byte']:.3f} ± {s['bpb_sd']:.3f} | {s['seconds']:.0f} |")
     return "\n".join(lines) + "\n"
+
+
+def combine(dirs: list[str], out: Path) -> dict:
+    """One table from several runs of this script on the same data and settings (e.g. more seeds added later):
+    refuses runs whose model, steps, batch, words or held-out occurrences differ, or that repeat an arm x seed."""
+    runs = [json.loads((Path(d) / "results.json").read_text()) for d in dirs]
+    keys = ("model", "steps", "batch", "words", "heldout_docs", "occurrences")
+    first = runs[0]["stamp"]
+    for run, d in zip(runs, dirs, strict=True):
+        if any(run["stamp"][k] != first[k] for k in keys):
+            raise SystemExit(f"{d}: not the same benchmark as {dirs[0]} (compare {', '.join(keys)})")
+    rows = [r for run in runs for r in run["rows"]]
+    pairs = [(r["arm"], r["seed"]) for r in rows]
+    if len(set(pairs)) != len(pairs):
+        raise SystemExit(f"an arm x seed appears twice in {dirs}")
+    stamp = {**first, "commands": [run["stamp"]["command"] for run in runs],
+             "seeds": sorted({r["seed"] for r in rows}), "date": max(run["stamp"]["date"] for run in runs),
+             "combined_from": list(dirs)}
+    summary = summarise(rows)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps({"stamp": stamp, "rows": rows, "summary": summary}, indent=2))
+    (out / "RESULTS.md").write_text(markdown(summary, stamp))
+    print(markdown(summary, stamp))
+    return {"stamp": stamp, "rows": rows, "summary": summary}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -224,8 +254,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--train-docs", type=int, default=400)
     ap.add_argument("--heldout-docs", type=int, default=80)
     ap.add_argument("--out", default="experiments/results/newword_bench")
+    ap.add_argument("--combine", nargs="+", metavar="DIR",
+                    help="run nothing: one table from the results.json of earlier runs (same data and settings)")
     args = ap.parse_args(argv)
     out = Path(args.out)
+    if args.combine:
+        return combine(args.combine, out)
     data = write_data(out / "data", args.data_seed, args.train_docs, args.heldout_docs)
     rows = []
     for seed in args.seeds:

@@ -36,3 +36,31 @@ def test_bench_runs_the_arms_on_tiny(tmp_path):
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["summary"]["usual"]["vs_usual"] == 1.0 and (tmp_path / "RESULTS.md").exists()
     assert (tmp_path / "data" / "heldout.txt").read_text().count("\n") == 4
+
+
+def test_combine_merges_runs_of_the_same_benchmark_and_refuses_others(tmp_path):
+    from experiments.newword_bench import combine
+
+    def run(d: str, rows: list[dict], **stamp) -> str:
+        base = {"model": "offline", "steps": 40, "batch": 8, "words": ["a"], "heldout_docs": 80, "occurrences": 5,
+                "command": f"python -m experiments.newword_bench {d}", "machine": "cpu", "date": "2026-11-25",
+                "seeds": sorted({r["seed"] for r in rows})}
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "results.json").write_text(json.dumps({"stamp": {**base, **stamp}, "rows": rows}))
+        return str(tmp_path / d)
+
+    def row(arm: str, seed: int, nll: float) -> dict:
+        return {"arm": arm, "seed": seed, "seconds": 10.0, "new_word_nll": nll, "bits_per_byte": 1.0,
+                "occurrences": 5}
+
+    a = run("a", [row("usual", 0, 10.0), row("qwenft", 0, 4.0)])
+    b = run("b", [row("usual", 1, 12.0), row("qwenft", 1, 2.0)])
+    out = combine([a, b], tmp_path / "both")
+    assert out["summary"]["usual"]["seeds"] == 2 and out["summary"]["usual"]["new_word_nll"] == 11.0
+    assert out["summary"]["qwenft"]["vs_usual"] == pytest.approx(3.0 / 11.0)
+    md = (tmp_path / "both" / "RESULTS.md").read_text()
+    assert "experiments.newword_bench a" in md and "experiments.newword_bench b" in md
+    with pytest.raises(SystemExit, match="not the same benchmark"):
+        combine([a, run("c", [row("usual", 2, 1.0)], steps=20)], tmp_path / "bad")
+    with pytest.raises(SystemExit, match="appears twice"):
+        combine([a, a], tmp_path / "twice")
