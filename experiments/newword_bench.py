@@ -213,9 +213,13 @@ def markdown(summary: dict[str, dict], stamp: dict) -> str:
              "call only.", "",
              "| arm | seeds | new-word NLL (mean ± sd) | × usual recipe | bits/byte (mean ± sd) | train s (mean) |",
              "|---|---|---|---|---|---|"]
+    def sd(value: float, n: int) -> str:  # one seed has no spread: say so rather than print ± 0.000
+        return f" ± {value:.3f}" if n > 1 else " (1 seed)"
+
     for arm, s in summary.items():
-        lines.append(f"| {arm} | {s['seeds']} | {s['new_word_nll']:.3f} ± {s['sd']:.3f} | {s['vs_usual']:.2f} | "
-                     f"{s['bits_per_byte']:.3f} ± {s['bpb_sd']:.3f} | {s['seconds']:.0f} |")
+        lines.append(f"| {arm} | {s['seeds']} | {s['new_word_nll']:.3f}{sd(s['sd'], s['seeds'])} | "
+                     f"{s['vs_usual']:.2f} | {s['bits_per_byte']:.3f}{sd(s['bpb_sd'], s['seeds'])} | "
+                     f"{s['seconds']:.0f} |")
     return "\n".join(lines) + "\n"
 
 
