@@ -157,13 +157,12 @@ def plan_forms(tokenizer: PreTrainedTokenizerBase, words: list[str]) -> list[For
         if len(sp_ids) == 1:
             sp = report(space, KEPT, f"Qwen already spells it as one token ({sp_pieces[0]})", sp_ids, sp_pieces)
         else:
-            longer = known_longer_words(keys, space)
             if len(sp_ids) == 2 and len(bare_ids) == 1 and sp_ids[1] == bare_ids[0]:
                 # " ichtig" is Ġ + ichtig: after a space the word is already one pretrained token
                 sp = report(space, SKIPPED, f"Qwen spells it as {sp_pieces[0]!r} + {sp_pieces[1]!r}: the word is "
                             "already one pretrained token there, which an added token would replace",
                             sp_ids, sp_pieces)
-            elif longer:
+            elif longer := known_longer_words(keys, space):
                 sp = report(space, SKIPPED, "it begins words Qwen spells as one token ("
                             + ", ".join(repr(w) for w in longer) + "); an added token would split them",
                             sp_ids, sp_pieces)
