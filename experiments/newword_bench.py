@@ -14,6 +14,10 @@ occurrence: the sum over the tokens that spell it, so arms with different tokeni
   ``mean_subword`` rows that train (``trainable_rows=new_rows``), LoRA on every projection.
 * ablations: ``qwenft_qv`` (qwenft with the usual recipe's adapter, LoRA r=8 q/v), ``qwenft_frozen_rows``,
   ``qwenft_init_default`` (mean of all rows, as resize does), ``qwenft_no_rows_lr`` (rows at the body's lr).
+* levers: ``qwenft_rows_warmup`` (the first 10 steps train only the rows), ``qwenft_rows_constant`` (rows keep
+  their lr while the body warms up and decays), ``qwenft_init_context`` (output rows fitted to the pieces'
+  probability before each occurrence in the training text), ``qwenft_init_gloss`` (rows from a gloss of the
+  word's kind: "a medicine", "a disease", "a clinical sign").
 
     python -m experiments.newword_bench [--model offline] [--steps 40] [--batch 8] [--seeds 0 1 2] \
         [--arms none usual qwenft ...] [--out experiments/results/newword_bench]
@@ -54,8 +58,11 @@ HELDOUT_TEMPLATES = {  # sentences never seen in training: only the words carry 
     "disease": ["A family history of {w} raises the risk.", "In {w}, the {s} is usually the first finding."],
     "sign": ["Nurses noted {w} on the second day.", "Without {w}, {d} is unlikely."],
 }
-ARMS = ("none", "usual", "qwenft", "qwenft_qv", "qwenft_frozen_rows", "qwenft_init_default", "qwenft_no_rows_lr")
+ARMS = ("none", "usual", "qwenft", "qwenft_qv", "qwenft_frozen_rows", "qwenft_init_default", "qwenft_no_rows_lr",
+        "qwenft_rows_warmup", "qwenft_rows_constant", "qwenft_init_context", "qwenft_init_gloss")
+GLOSS = {"drug": "a medicine", "disease": "a disease", "sign": "a clinical sign"}  # what the kind honestly tells
 LEARNING_RATE, MAX_LENGTH = 3e-4, 128
+ROWS_WARMUP = 10  # qwenft_rows_warmup: the first quarter of the 40 steps trains only the new rows
 
 
 # --------------------------------------------------------------------------------------------------- data
@@ -97,6 +104,8 @@ def write_data(out: Path, data_seed: int, n_train: int, n_heldout: int) -> dict:
     flat = [w for ws in words.values() for w in ws]
     out.mkdir(parents=True, exist_ok=True)
     (out / "words.txt").write_text("".join(w + "\n" for w in flat), encoding="utf-8")
+    (out / "words_gloss.txt").write_text("".join(f"{w}\t{GLOSS[k]}\n" for k, ws in words.items() for w in ws),
+                                         encoding="utf-8")
     train = documents(words, TRAIN_TEMPLATES, n_train, data_seed)
     heldout = documents(words, HELDOUT_TEMPLATES, n_heldout, data_seed + 1)
     (out / "train.txt").write_text("\n".join(train) + "\n", encoding="utf-8")
@@ -107,7 +116,7 @@ def write_data(out: Path, data_seed: int, n_train: int, n_heldout: int) -> dict:
 # --------------------------------------------------------------------------------------------------- arms
 
 
-def qwenft_overrides(arm: str) -> list[str]:
+def qwenft_overrides(arm: str, data_dir: Path) -> list[str]:
     from experiments.bench.baseline_recipe import LORA
 
     qv = [f"peft.target_modules=[{','.join(LORA['target_modules'])}]", f"peft.r={LORA['r']}",
@@ -115,7 +124,12 @@ def qwenft_overrides(arm: str) -> list[str]:
     return {"none": ["tokenizer=none"], "qwenft": [], "qwenft_qv": qv,
             "qwenft_frozen_rows": ["tokenizer.trainable_rows=frozen"],
             "qwenft_init_default": ["tokenizer.init=default"],
-            "qwenft_no_rows_lr": [f"tokenizer.rows_lr={LEARNING_RATE}"]}[arm]
+            "qwenft_no_rows_lr": [f"tokenizer.rows_lr={LEARNING_RATE}"],
+            "qwenft_rows_warmup": [f"tokenizer.rows_warmup_steps={ROWS_WARMUP}"],
+            "qwenft_rows_constant": ["tokenizer.rows_schedule=constant"],
+            "qwenft_init_context": ["tokenizer.init=context"],
+            "qwenft_init_gloss": ["tokenizer.init=description", f"tokenizer.words_file={data_dir / 'words_gloss.txt'}"],
+            }[arm]
 
 
 def run_qwenft(arm: str, model: str, data: dict, steps: int, batch: int, seed: int, run_dir: str):
@@ -129,7 +143,7 @@ def run_qwenft(arm: str, model: str, data: dict, steps: int, batch: int, seed: i
         f"data.max_length={MAX_LENGTH}", f"tokenizer.words_file={d / 'words.txt'}", f"eval_words_file={d / 'words.txt'}",
         "logger=none", "callbacks=none", f"trainer.max_steps={steps}", "trainer.precision=32-true",
         "validate_before=false", f"optim.lr={LEARNING_RATE}", "export.enabled=false", f"seed={seed}",
-        f"paths.output_dir={run_dir}", *qwenft_overrides(arm)])
+        f"paths.output_dir={run_dir}", *qwenft_overrides(arm, d)])
     handles: dict = {}
     start = time.perf_counter()
     train(cfg, run_dir=run_dir, handles=handles)

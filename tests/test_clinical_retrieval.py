@@ -86,3 +86,18 @@ def test_retrieval_configs_instantiate(tmp_path):
     cfg.cache_dir = str(tmp_path)
     retriever = instantiate(cfg)
     assert isinstance(retriever, BM25Retriever) and retriever.kb.path == str(KB)
+
+
+@pytest.mark.parametrize(("preset", "expected"), [(None, "cpu"), ("cuda", "cuda")])
+def test_bm25_keeps_jax_off_the_gpu_unless_the_caller_chose_otherwise(tmp_path, preset, expected):
+    """bm25s runs a JAX op at import: on a GPU box that grabbed 75 % of the card (experiments/results/gpu_check)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "JAX_PLATFORMS"} | ({"JAX_PLATFORMS": preset} if preset else {})
+    code = ("import os, sys; from qwenft.retrieval.bm25 import BM25Retriever; "
+            f"BM25Retriever({str(KB)!r}, cache_dir={str(tmp_path)!r}); print(os.environ.get('JAX_PLATFORMS'))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == expected

@@ -4,20 +4,35 @@ lexical retrieval finds and a general-purpose embedding model has never seen."""
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from pathlib import Path
 
 from qwenft.atomic import atomic_dir
 from qwenft.retrieval.kb import KnowledgeBase, load_kb
 
 log = logging.getLogger(__name__)
+
+
+def _import_bm25s():
+    """``import bm25s`` runs ``jax.lax.top_k`` when JAX is installed, which starts JAX on the GPU and reserves
+    75 % of its memory (seen on an H200: 139 -> 34 GiB free, and the next torch or JAX process fails with CUDA out
+    of memory). Top-k over one query's scores needs no GPU: JAX stays on the CPU unless the caller already set
+    ``JAX_PLATFORMS`` or imported JAX."""
+    if "jax" not in sys.modules:
+        os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    import bm25s
+
+    return bm25s
+
+
 INDEX_VERSION = "bm25s-en-v1"  # bump when the tokenisation or the indexed text changes
 
 
 class BM25Retriever:
     def __init__(self, kb_path: str | Path, cache_dir: str | Path = "~/.cache/qwenft/bm25",
                  stopwords: str | None = "en") -> None:
-        import bm25s
-
+        bm25s = _import_bm25s()
         self._bm25s, self.stopwords = bm25s, stopwords
         self.kb: KnowledgeBase = load_kb(kb_path)
         self.cache = Path(cache_dir).expanduser() / f"{self.kb.sha256[:16]}-{INDEX_VERSION}-{stopwords or 'all'}"
