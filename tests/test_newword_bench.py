@@ -58,6 +58,8 @@ def test_combine_merges_runs_of_the_same_benchmark_and_refuses_others(tmp_path):
     out = combine([a, b], tmp_path / "both")
     assert out["summary"]["usual"]["seeds"] == 2 and out["summary"]["usual"]["new_word_nll"] == 11.0
     assert out["summary"]["qwenft"]["vs_usual"] == pytest.approx(3.0 / 11.0)
+    assert out["summary"]["usual"]["d_nll"] == pytest.approx(8.0) and out["summary"]["usual"]["d_nll_sd"] == \
+        pytest.approx(math.sqrt(8.0))  # paired by seed: 6 and 10
     md = (tmp_path / "both" / "RESULTS.md").read_text()
     assert "experiments.newword_bench a" in md and "experiments.newword_bench b" in md
     with pytest.raises(SystemExit, match="not the same benchmark"):
