@@ -14,10 +14,10 @@ occurrence: the sum over the tokens that spell it, so arms with different tokeni
   ``mean_subword`` rows that train (``trainable_rows=new_rows``), LoRA on every projection.
 * ablations: ``qwenft_qv`` (qwenft with the usual recipe's adapter, LoRA r=8 q/v), ``qwenft_frozen_rows``,
   ``qwenft_init_default`` (mean of all rows, as resize does), ``qwenft_no_rows_lr`` (rows at the body's lr).
-* levers: ``qwenft_rows_warmup`` (the first 10 steps train only the rows), ``qwenft_rows_constant`` (rows keep
-  their lr while the body warms up and decays), ``qwenft_init_context`` (output rows fitted to the pieces'
-  probability before each occurrence in the training text), ``qwenft_init_gloss`` (rows from a gloss of the
-  word's kind: "a medicine", "a disease", "a clinical sign").
+* ``qwenft_init_gloss``: rows from a gloss of the word's kind ("a medicine", "a disease", "a clinical sign";
+  ``init=description``). Three more levers were measured at commit 0e17cb5 and removed because they did not help
+  (rows-only warm-up, a constant rows lr, output rows fitted to the pieces' probability in context): see
+  ``experiments/results/newword_bench/README.md``.
 
     python -m experiments.newword_bench [--model offline] [--steps 40] [--batch 8] [--seeds 0 1 2] \
         [--arms none usual qwenft ...] [--out experiments/results/newword_bench]
@@ -59,10 +59,9 @@ HELDOUT_TEMPLATES = {  # sentences never seen in training: only the words carry 
     "sign": ["Nurses noted {w} on the second day.", "Without {w}, {d} is unlikely."],
 }
 ARMS = ("none", "usual", "qwenft", "qwenft_qv", "qwenft_frozen_rows", "qwenft_init_default", "qwenft_no_rows_lr",
-        "qwenft_rows_warmup", "qwenft_rows_constant", "qwenft_init_context", "qwenft_init_gloss")
+        "qwenft_init_gloss")
 GLOSS = {"drug": "a medicine", "disease": "a disease", "sign": "a clinical sign"}  # what the kind honestly tells
 LEARNING_RATE, MAX_LENGTH = 3e-4, 128
-ROWS_WARMUP = 10  # qwenft_rows_warmup: the first quarter of the 40 steps trains only the new rows
 
 
 # --------------------------------------------------------------------------------------------------- data
@@ -125,9 +124,6 @@ def qwenft_overrides(arm: str, data_dir: Path) -> list[str]:
             "qwenft_frozen_rows": ["tokenizer.trainable_rows=frozen"],
             "qwenft_init_default": ["tokenizer.init=default"],
             "qwenft_no_rows_lr": [f"tokenizer.rows_lr={LEARNING_RATE}"],
-            "qwenft_rows_warmup": [f"tokenizer.rows_warmup_steps={ROWS_WARMUP}"],
-            "qwenft_rows_constant": ["tokenizer.rows_schedule=constant"],
-            "qwenft_init_context": ["tokenizer.init=context"],
             "qwenft_init_gloss": ["tokenizer.init=description", f"tokenizer.words_file={data_dir / 'words_gloss.txt'}"],
             }[arm]
 

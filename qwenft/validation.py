@@ -255,11 +255,9 @@ TOKENIZER = {
     "tokenizer.discover.max_words": Int(1, 10**6),
     "tokenizer.discover.min_length": Int(1, 1000),
     "tokenizer.capitalized": BOOL,
-    "tokenizer.init": Enum("mean_subword", "description", "default", "random", "context"),
+    "tokenizer.init": Enum("mean_subword", "description", "default", "random"),
     "tokenizer.trainable_rows": Enum("new_rows", "all", "frozen"),
     "tokenizer.rows_lr": Float(0, 10, lo_open=True),
-    "tokenizer.rows_warmup_steps": Int(0, 10**9),
-    "tokenizer.rows_schedule": Enum("shared", "constant"),
 }
 
 TRAINER = {
@@ -426,28 +424,6 @@ def _discover_keys(cfg: DictConfig) -> str | None:
     return None
 
 
-def _rows_levers(cfg: DictConfig) -> str | None:
-    tok = cfg.get("tokenizer")
-    if not isinstance(tok, DictConfig):
-        return None
-    warmup, constant = tok.get("rows_warmup_steps") or 0, tok.get("rows_schedule") == "constant"
-    if (warmup or constant) and (not tok.get("extend") or tok.get("trainable_rows") == "frozen"):
-        key = f"tokenizer.rows_warmup_steps={warmup}" if warmup else "tokenizer.rows_schedule=constant"
-        return f"{key} needs new rows that train: tokenizer=extend with tokenizer.trainable_rows=new_rows or all"
-    steps = OmegaConf.select(cfg, "trainer.max_steps")
-    if warmup and isinstance(steps, int) and 0 < steps <= warmup:
-        return (f"tokenizer.rows_warmup_steps={warmup} leaves no step for the body with trainer.max_steps={steps}: "
-                "make it smaller")
-    return None
-
-
-def _context_without_text(cfg: DictConfig) -> str | None:
-    if OmegaConf.select(cfg, "tokenizer.init") == "context":
-        return ("tokenizer.init=context fits the new rows to the words' contexts in training text, which `extend` "
-                "does not read: use it with `qwenft train`, or choose mean_subword, description, default or random")
-    return None
-
-
 def _tiny_heads(cfg: DictConfig) -> str | None:
     m = cfg.get("model")
     if not isinstance(m, DictConfig) or "num_attention_heads" not in m:
@@ -472,8 +448,8 @@ def _val_without_train(cfg: DictConfig) -> str | None:
 
 
 CROSS: dict[str, list[Callable[[DictConfig], str | None]]] = {
-    "train": [_never_stops, _no_words, _discover_keys, _tiny_heads, _val_without_train, _rows_levers],
-    "extend": [_no_words, _tiny_heads, _context_without_text],
+    "train": [_never_stops, _no_words, _discover_keys, _tiny_heads, _val_without_train],
+    "extend": [_no_words, _tiny_heads],
     "answer": [_tiny_heads],
     "evaluate": [_tiny_heads],
 }

@@ -2,8 +2,6 @@
 
 ``mean_subword`` (default): the mean of the rows of the pieces the *original* tokenizer splits the form into,
 on the input side and, for untied heads, on the output side -- the model already half-reads the word that way.
-``context``: ``mean_subword``, then each output row fitted to what the model predicts before the word's
-occurrences in the training text (``qwenft.model.context_rows``).
 ``description``: the mean of the rows of a short gloss given with the word (falls back to ``mean_subword``
 for words without one). ``default``: what ``resize_token_embeddings(mean_resizing=True)`` gives, the mean of
 all old rows -- unrelated to the word. ``random``: N(0, initializer_range), the pre-2024 transformers default.
@@ -20,7 +18,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from qwenft.errors import UserError
 
 log = logging.getLogger(__name__)
-STRATEGIES = ("mean_subword", "context", "description", "default", "random")
+STRATEGIES = ("mean_subword", "description", "default", "random")
 
 
 class NewRow(Protocol):
@@ -65,7 +63,7 @@ def init_new_rows(
     missing_gloss = 0
     for t in new_tokens:
         for emb in [emb_in] if emb_out is None else [emb_in, emb_out]:
-            if strategy in ("mean_subword", "context"):  # context: output rows fitted after, model/context_rows.py
+            if strategy == "mean_subword":
                 emb[t.id] = emb[t.piece_ids].mean(0)
             elif strategy == "description":
                 gloss = (glosses or {}).get(t.word)

@@ -95,11 +95,8 @@ def extend_model(
     glosses: dict[str, str] | None = None,
     capitalized: bool = False,
     seed: int = 0,
-    texts: list[str] | None = None,
 ) -> Extension:
-    """Extend ``tokenizer`` and ``model`` (in place) with ``words``; returns the new tokenizer and the record.
-
-    ``texts``: the training text, which ``init=context`` fits the output rows to (and needs)."""
+    """Extend ``tokenizer`` and ``model`` (in place) with ``words``; returns the new tokenizer and the record."""
     requested, notes = normalise_words(words, capitalized=capitalized)
     for note in notes:
         log.info("new words: %s", note)
@@ -111,13 +108,6 @@ def extend_model(
     kept = words_with_new_tokens(forms)
     rows_before, rows_after = ensure_rows(model, max(t.id for t in new_tokens) + 1)
     init_new_rows(model, new_tokens, init, glosses=glosses, base_tokenizer=tokenizer, seed=seed)
-    if init == "context":
-        if not texts:
-            raise UserError("tokenizer.init=context fits the new rows to the words' contexts in the training text: "
-                            "use it with `qwenft train` (or pass texts=), or choose another tokenizer.init")
-        from qwenft.model.context_rows import fit_output_rows
-
-        fit_output_rows(model, tokenizer, extended, new_tokens, texts)
     model.config.vocab_size = model.get_input_embeddings().weight.shape[0]
     return Extension(
         tokenizer=extended,

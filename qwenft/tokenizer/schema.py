@@ -14,12 +14,6 @@ class Init(StrEnum):
     description = "description"
     default = "default"
     random = "random"
-    context = "context"
-
-
-class RowsSchedule(StrEnum):
-    shared = "shared"
-    constant = "constant"
 
 
 class TrainableRows(StrEnum):
@@ -38,8 +32,6 @@ class TokenizerConfig:
     init: Init = Init.mean_subword
     trainable_rows: TrainableRows = TrainableRows.new_rows
     rows_lr: float = 1e-3
-    rows_warmup_steps: int = 0
-    rows_schedule: RowsSchedule = RowsSchedule.shared
 
 
 def register() -> None:

@@ -114,7 +114,7 @@ def extend_vocabulary(cfg: DictConfig, loaded, train_texts: list[str]):
     else:
         words, glosses = words_from_config(cfg.tokenizer)
     ext = extend_model(loaded.model, loaded.tokenizer, words, init=cfg.tokenizer.init, glosses=glosses,
-                       capitalized=cfg.tokenizer.capitalized, seed=cfg.seed, texts=train_texts)
+                       capitalized=cfg.tokenizer.capitalized, seed=cfg.seed)
     log.info("vocabulary: %d new tokens for %d words; per form (also in qwenft_vocab.json \"forms\"):\n  %s",
              len(ext.new_ids), len(ext.words), "\n  ".join(ext.report_lines()))
     return ext.tokenizer, ext.new_ids, ext.words, ext.manifest()
@@ -219,8 +219,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, handles: dict | No
     model = wrap_model(cfg, loaded.model, new_ids)
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     module = QwenFTModule(model, instantiate(cfg.optim), scheduler, cfg.tokenizer.rows_lr, tokenizer, loaded.instruct,
-                          words, rows_warmup_steps=int(cfg.tokenizer.get("rows_warmup_steps", 0)),
-                          rows_schedule=str(cfg.tokenizer.get("rows_schedule", "shared")))
+                          words)
     data = TrainData(train_set, val_set, batch_size=cfg.data.batch_size, pad_id=tokenizer.pad_token_id,
                      seed=cfg.seed, packing=cfg.data.get("packing", False),
                      max_val_examples=cfg.data.max_val_examples, heldout_texts=heldout)

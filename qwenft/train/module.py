@@ -21,7 +21,6 @@ from peft import PeftModel
 from qwenft.adapters.apply import param_groups
 from qwenft.data.format import IGNORE
 from qwenft.train.runinfo import tokenizer_sha256
-from qwenft.train.schedule import group_schedule
 
 
 def backbone_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -51,13 +50,11 @@ class QwenFTModule(pl.LightningModule):
     """
 
     def __init__(self, model: torch.nn.Module, optimizer: Callable, scheduler: Callable | None, rows_lr: float,
-                 tokenizer, instruct: bool = True, words: list[str] | None = None, rows_warmup_steps: int = 0,
-                 rows_schedule: str = "shared") -> None:
+                 tokenizer, instruct: bool = True, words: list[str] | None = None) -> None:
         super().__init__()
         self.model = model
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler  # partials from conf/optim, conf/scheduler
         self.rows_lr = rows_lr
-        self.rows_warmup_steps, self.rows_schedule = rows_warmup_steps, rows_schedule  # qwenft.train.schedule
         # what config-built callbacks read in their setup(): the (extended) tokenizer, the format, the new words
         self.tokenizer, self.instruct, self.words = tokenizer, instruct, list(words or [])
         self.tokenizer_sha256 = tokenizer_sha256(tokenizer)
@@ -118,29 +115,21 @@ class QwenFTModule(pl.LightningModule):
         self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)
 
     def configure_optimizers(self):
-        """Body and new rows as AdamW groups; the schedule steps every optimizer step to ``max_steps`` (the rows may
-        warm up alone first, or keep their lr: ``qwenft.train.schedule``)."""
+        """Body and new rows as two AdamW groups; the schedule steps every optimizer step to ``max_steps``."""
         body = self.optimizer_factory.keywords if hasattr(self.optimizer_factory, "keywords") else {}
         groups = param_groups(self.model, lr=body.get("lr", 1e-3), rows_lr=self.rows_lr,
                               weight_decay=body.get("weight_decay", 0.0))
         opt = self.optimizer_factory(groups)
-        total = max(int(self.trainer.estimated_stepping_batches), 1)
-        make = None
-        if self.scheduler_factory is not None:
-            factory = self.scheduler_factory
-            takes_total = "num_training_steps" in inspect.signature(
-                factory.func if hasattr(factory, "func") else factory).parameters
-            warmup = getattr(factory, "keywords", {}).get("num_warmup_steps")
-
-            def make(steps: int):
-                kwargs = {"num_training_steps": steps} if takes_total else {}
-                if warmup is not None and warmup >= steps:  # a warm-up longer than the run would never reach the lr
-                    kwargs["num_warmup_steps"] = max(steps - 1, 0)
-                return factory(opt, **kwargs)
-
-        sched = group_schedule(opt, make, total, self.rows_warmup_steps, self.rows_schedule)
-        if sched is None:
+        if self.scheduler_factory is None:
             return opt
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        kwargs = {"num_training_steps": total} if "num_training_steps" in inspect.signature(
+            self.scheduler_factory.func if hasattr(self.scheduler_factory, "func") else self.scheduler_factory
+        ).parameters else {}
+        warmup = getattr(self.scheduler_factory, "keywords", {}).get("num_warmup_steps")
+        if warmup is not None and warmup >= total:  # a warm-up longer than the run would never reach the lr
+            kwargs["num_warmup_steps"] = max(total - 1, 0)
+        sched = self.scheduler_factory(opt, **kwargs)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def state_dict(self, *args, **kwargs):
