@@ -239,11 +239,11 @@ def markdown(summary: dict[str, dict], stamp: dict) -> str:
 
     for arm, s in summary.items():
         paired = s.get("paired_seeds", 0)
-        delta = "" if not paired or arm == "qwenft" else \
-            f"{s['d_nll']:+.3f}{sd(s['d_nll_sd'], paired)} | {s['d_bpb']:+.3f}"
+        delta = " | " if not paired or arm == "qwenft" else \
+            f"{s['d_nll']:+.3f}{sd(s['d_nll_sd'], paired)} | {s['d_bpb']:+.3f}"  # two cells, empty or not
         lines.append(f"| {arm} | {s['seeds']} | {s['new_word_nll']:.3f}{sd(s['sd'], s['seeds'])} | "
                      f"{s['vs_usual']:.2f} | {s['bits_per_byte']:.3f}{sd(s['bpb_sd'], s['seeds'])} | "
-                     f"{s['seconds']:.0f} | {delta or ' |'} |")
+                     f"{s['seconds']:.0f} | {delta} |")
     return "\n".join(lines) + "\n"
 
 
