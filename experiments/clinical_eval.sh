@@ -30,7 +30,8 @@ ENGINE=${ENGINE:-auto}             # generation.engine: auto | hf | vllm
 STRATEGIES=${STRATEGIES:-[whole_prompt,decomposition,pool_rerank,multi_query,rag_fusion,step_back,hyde]}
 LOOP_STRATEGIES=${LOOP_STRATEGIES:-[whole_prompt,decomposition,pool_rerank]}  # the loop's answer strategies
 LOOP_BUDGETS=${LOOP_BUDGETS:-[per_question,per_prompt]}
-# LOOP_PROMPTS: held-out prompts per loop evaluation (default N_PROMPTS)
+# LOOP_PROMPTS: held-out prompts per loop evaluation (default N_PROMPTS); LOOP_PHASE=train|eval|all (default all):
+# train the arms only (e.g. pinned to one core while another job holds the other), or evaluate trained arms only
 MEDQUAD="eval_data=medquad eval_data.path=$DATA/medquad.jsonl.gz"
 AGENTCLINIC="eval_data=agentclinic eval_data.path=$DATA/agentclinic_medqa.jsonl"
 TRAIN_COMMON=(trainer.max_steps=$STEPS trainer.val_check_interval=$(( STEPS > 1 ? STEPS / 2 : 1 )) logger=csv
@@ -113,10 +114,12 @@ loop() {
   # Point 4: fine-tune on a training split, evaluate the answers on the held-out split.
   local mq=$RUNS/loop/medquad_data
   mkdir -p "$mq"
-  $PY -m qwenft.clinical.datasets.export $MEDQUAD eval_data.split=train n=$N_TRAIN out=$mq/train.jsonl
-  $PY -m qwenft.clinical.datasets.export $MEDQUAD eval_data.split=train skip=$N_TRAIN n=$N_VAL out=$mq/val.jsonl
-  # new words from the domain corpus (the knowledge base's answers: unlabelled text the system retrieves from)
-  $Q discover corpus="$(medquad_kb)" columns=[text] out=$mq/discover
+  if [ ! -f "$mq/discover/words.txt" ]; then  # written once; a rerun (LOOP_PHASE=eval) reads the same files
+    $PY -m qwenft.clinical.datasets.export $MEDQUAD eval_data.split=train n=$N_TRAIN out=$mq/train.jsonl
+    $PY -m qwenft.clinical.datasets.export $MEDQUAD eval_data.split=train skip=$N_TRAIN n=$N_VAL out=$mq/val.jsonl
+    # new words from the domain corpus (the knowledge base's answers: unlabelled text the system retrieves from)
+    $Q discover corpus="$(medquad_kb)" columns=[text] out=$mq/discover
+  fi
   local data_mq="data=files data.train_path=$mq/train.jsonl data.val_path=$mq/val.jsonl"
   local words_mq="tokenizer.words_file=$mq/discover/words.txt"
   local eval_common="n_prompts=${LOOP_PROMPTS:-$N_PROMPTS} k=$ANSWER_K strategies=$LOOP_STRATEGIES budgets=$LOOP_BUDGETS generation.max_new_tokens=$NEW_TOKENS"
@@ -128,11 +131,13 @@ loop() {
     train_arm $RUNS/loop/$world/noext_decomposition "$OUT/closed_loop/$world/noext_decomposition" model=$MODEL $data tokenizer=none strategy=decomposition \
       eval_words_file=${words#*=}
     train_arm $RUNS/loop/$world/ext_whole_prompt "$OUT/closed_loop/$world/ext_whole_prompt" model=$MODEL $data tokenizer=extend $words strategy=whole_prompt
+    [ "${LOOP_PHASE:-all}" = train ] && continue
     evaluate "$OUT/closed_loop/$world/untrained" $evdata model=$MODEL $eval_common
     for arm in ext_decomposition noext_decomposition ext_whole_prompt; do
       evaluate "$OUT/closed_loop/$world/$arm" $evdata $(trained $RUNS/loop/$world/$arm) $eval_common
     done
   done
+  [ "${LOOP_PHASE:-all}" = train ] && return
   # Base vs Instruct on answer quality, same harness: the plain template vs the chat template (with hub access:
   # MODEL=qwen2.5-0.5b vs qwen2.5-0.5b-instruct)
   for instruct in false true; do
