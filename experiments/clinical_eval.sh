@@ -31,7 +31,8 @@ STRATEGIES=${STRATEGIES:-[whole_prompt,decomposition,pool_rerank,multi_query,rag
 LOOP_STRATEGIES=${LOOP_STRATEGIES:-[whole_prompt,decomposition,pool_rerank]}  # the loop's answer strategies
 LOOP_BUDGETS=${LOOP_BUDGETS:-[per_question,per_prompt]}
 # LOOP_PROMPTS: held-out prompts per loop evaluation (default N_PROMPTS); LOOP_PHASE=train|eval|all (default all):
-# train the arms only (e.g. pinned to one core while another job holds the other), or evaluate trained arms only
+# train the arms only (e.g. pinned to one core while another job holds the other), or evaluate trained arms only;
+# LOOP_WORLDS="synthetic medquad" (default both)
 MEDQUAD="eval_data=medquad eval_data.path=$DATA/medquad.jsonl.gz"
 AGENTCLINIC="eval_data=agentclinic eval_data.path=$DATA/agentclinic_medqa.jsonl"
 TRAIN_COMMON=(trainer.max_steps=$STEPS trainer.val_check_interval=$(( STEPS > 1 ? STEPS / 2 : 1 )) logger=csv
@@ -124,7 +125,7 @@ loop() {
   local words_mq="tokenizer.words_file=$mq/discover/words.txt"
   local eval_common="n_prompts=${LOOP_PROMPTS:-$N_PROMPTS} k=$ANSWER_K strategies=$LOOP_STRATEGIES budgets=$LOOP_BUDGETS generation.max_new_tokens=$NEW_TOKENS"
   # arms: extension + train-time decomposition (the recipe) | no extension | no train-time decomposition
-  for world in synthetic medquad; do
+  for world in ${LOOP_WORLDS:-synthetic medquad}; do
     if [ $world = medquad ]; then data=$data_mq words=$words_mq evdata=$MEDQUAD
     else data="data=demo" words="tokenizer.words_file=\${demo:words.txt}" evdata="eval_data=demo"; fi
     train_arm $RUNS/loop/$world/ext_decomposition "$OUT/closed_loop/$world/ext_decomposition" model=$MODEL $data tokenizer=extend $words strategy=decomposition
