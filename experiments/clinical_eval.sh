@@ -28,6 +28,11 @@ OUT=${OUT:-experiments/results}
 RUNS=${RUNS:-multirun/clinical_eval}
 ENGINE=${ENGINE:-auto}             # generation.engine: auto | hf | vllm
 STRATEGIES=${STRATEGIES:-[whole_prompt,decomposition,pool_rerank,multi_query,rag_fusion,step_back,hyde]}
+LOOP_STRATEGIES=${LOOP_STRATEGIES:-[whole_prompt,decomposition,pool_rerank]}  # the loop's answer strategies
+LOOP_BUDGETS=${LOOP_BUDGETS:-[per_question,per_prompt]}
+# LOOP_PROMPTS: held-out prompts per loop evaluation (default N_PROMPTS); LOOP_PHASE=train|eval|all (default all):
+# train the arms only (e.g. pinned to one core while another job holds the other), or evaluate trained arms only;
+# LOOP_WORLDS="synthetic medquad" (default both)
 MEDQUAD="eval_data=medquad eval_data.path=$DATA/medquad.jsonl.gz"
 AGENTCLINIC="eval_data=agentclinic eval_data.path=$DATA/agentclinic_medqa.jsonl"
 TRAIN_COMMON=(trainer.max_steps=$STEPS trainer.val_check_interval=$(( STEPS > 1 ? STEPS / 2 : 1 )) logger=csv
@@ -56,10 +61,15 @@ evaluate() {  # evaluate OUTDIR ARGS...: one qwenft evaluate, stamped; the resum
   rm -f "$dir/predictions.cache.jsonl"
 }
 
-train_arm() {  # train_arm RUN_DIR ARGS...: one training run, skipped when its merged model is already there
-  local dir=$1; shift
-  if [ -f "$dir/merged/config.json" ]; then echo "skip: $dir/merged exists"; return; fi
-  $Q train "$@" "${TRAIN_COMMON[@]}" hydra.run.dir="$dir"
+train_arm() {  # train_arm RUN_DIR RESULT_DIR ARGS...: one training run, skipped when its merged model is already
+  # there; its command, final validation metrics and run record (commit, versions, data sha256) go to RESULT_DIR
+  local dir=$1 res=$2; shift 2
+  mkdir -p "$res"
+  echo "$Q train $* ${TRAIN_COMMON[*]} hydra.run.dir=$dir" > "$res/train_command.txt"
+  if [ -f "$dir/merged/config.json" ]; then echo "skip: $dir/merged exists"
+  else $Q train "$@" "${TRAIN_COMMON[@]}" hydra.run.dir="$dir"; fi
+  cp "$dir/metrics.json" "$res/train_metrics.json"
+  cp "$dir/run_info.json" "$res/train_run_info.json"
 }
 
 retrieval_only() {  # retrieval tables keep their numbers; the per-prompt ids (8 MB) are one rerun away
@@ -105,26 +115,30 @@ loop() {
   # Point 4: fine-tune on a training split, evaluate the answers on the held-out split.
   local mq=$RUNS/loop/medquad_data
   mkdir -p "$mq"
-  $PY -m qwenft.clinical.datasets.export $MEDQUAD eval_data.split=train n=$N_TRAIN out=$mq/train.jsonl
-  $PY -m qwenft.clinical.datasets.export $MEDQUAD eval_data.split=train skip=$N_TRAIN n=$N_VAL out=$mq/val.jsonl
-  # new words from the domain corpus (the knowledge base's answers: unlabelled text the system retrieves from)
-  $Q discover corpus="$(medquad_kb)" columns=[text] out=$mq/discover
+  if [ ! -f "$mq/discover/words.txt" ]; then  # written once; a rerun (LOOP_PHASE=eval) reads the same files
+    $PY -m qwenft.clinical.datasets.export $MEDQUAD eval_data.split=train n=$N_TRAIN out=$mq/train.jsonl
+    $PY -m qwenft.clinical.datasets.export $MEDQUAD eval_data.split=train skip=$N_TRAIN n=$N_VAL out=$mq/val.jsonl
+    # new words from the domain corpus (the knowledge base's answers: unlabelled text the system retrieves from)
+    $Q discover corpus="$(medquad_kb)" columns=[text] out=$mq/discover
+  fi
   local data_mq="data=files data.train_path=$mq/train.jsonl data.val_path=$mq/val.jsonl"
   local words_mq="tokenizer.words_file=$mq/discover/words.txt"
-  local eval_common="n_prompts=$N_PROMPTS k=$ANSWER_K strategies=[whole_prompt,decomposition,pool_rerank] generation.max_new_tokens=$NEW_TOKENS"
+  local eval_common="n_prompts=${LOOP_PROMPTS:-$N_PROMPTS} k=$ANSWER_K strategies=$LOOP_STRATEGIES budgets=$LOOP_BUDGETS generation.max_new_tokens=$NEW_TOKENS"
   # arms: extension + train-time decomposition (the recipe) | no extension | no train-time decomposition
-  for world in synthetic medquad; do
+  for world in ${LOOP_WORLDS:-synthetic medquad}; do
     if [ $world = medquad ]; then data=$data_mq words=$words_mq evdata=$MEDQUAD
     else data="data=demo" words="tokenizer.words_file=\${demo:words.txt}" evdata="eval_data=demo"; fi
-    train_arm $RUNS/loop/$world/ext_decomposition model=$MODEL $data tokenizer=extend $words strategy=decomposition
-    train_arm $RUNS/loop/$world/noext_decomposition model=$MODEL $data tokenizer=none strategy=decomposition \
+    train_arm $RUNS/loop/$world/ext_decomposition "$OUT/closed_loop/$world/ext_decomposition" model=$MODEL $data tokenizer=extend $words strategy=decomposition
+    train_arm $RUNS/loop/$world/noext_decomposition "$OUT/closed_loop/$world/noext_decomposition" model=$MODEL $data tokenizer=none strategy=decomposition \
       eval_words_file=${words#*=}
-    train_arm $RUNS/loop/$world/ext_whole_prompt model=$MODEL $data tokenizer=extend $words strategy=whole_prompt
+    train_arm $RUNS/loop/$world/ext_whole_prompt "$OUT/closed_loop/$world/ext_whole_prompt" model=$MODEL $data tokenizer=extend $words strategy=whole_prompt
+    [ "${LOOP_PHASE:-all}" = train ] && continue
     evaluate "$OUT/closed_loop/$world/untrained" $evdata model=$MODEL $eval_common
     for arm in ext_decomposition noext_decomposition ext_whole_prompt; do
       evaluate "$OUT/closed_loop/$world/$arm" $evdata $(trained $RUNS/loop/$world/$arm) $eval_common
     done
   done
+  [ "${LOOP_PHASE:-all}" = train ] && return
   # Base vs Instruct on answer quality, same harness: the plain template vs the chat template (with hub access:
   # MODEL=qwen2.5-0.5b vs qwen2.5-0.5b-instruct)
   for instruct in false true; do
