@@ -67,6 +67,7 @@ train_arm() {  # train_arm RUN_DIR RESULT_DIR ARGS...: one training run, skipped
   mkdir -p "$res"
   echo "$Q train $* ${TRAIN_COMMON[*]} hydra.run.dir=$dir" > "$res/train_command.txt"
   if [ -f "$dir/merged/config.json" ]; then echo "skip: $dir/merged exists"
+  elif [ "${LOOP_PHASE:-all}" = eval ]; then echo "LOOP_PHASE=eval: $dir is not trained (run LOOP_PHASE=train)" >&2; exit 2
   else $Q train "$@" "${TRAIN_COMMON[@]}" hydra.run.dir="$dir"; fi
   cp "$dir/metrics.json" "$res/train_metrics.json"
   cp "$dir/run_info.json" "$res/train_run_info.json"
