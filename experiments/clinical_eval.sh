@@ -32,7 +32,7 @@ LOOP_STRATEGIES=${LOOP_STRATEGIES:-[whole_prompt,decomposition,pool_rerank]}  # 
 LOOP_BUDGETS=${LOOP_BUDGETS:-[per_question,per_prompt]}
 # LOOP_PROMPTS: held-out prompts per loop evaluation (default N_PROMPTS); LOOP_PHASE=train|eval|all (default all):
 # train the arms only (e.g. pinned to one core while another job holds the other), or evaluate trained arms only;
-# LOOP_WORLDS="synthetic medquad" (default both)
+# LOOP_WORLDS="synthetic medquad" (default both); LOOP_ARMS (default all three, see loop())
 MEDQUAD="eval_data=medquad eval_data.path=$DATA/medquad.jsonl.gz"
 AGENTCLINIC="eval_data=agentclinic eval_data.path=$DATA/agentclinic_medqa.jsonl"
 TRAIN_COMMON=(trainer.max_steps=$STEPS trainer.val_check_interval=$(( STEPS > 1 ? STEPS / 2 : 1 )) logger=csv
@@ -45,7 +45,7 @@ fi
 stamp() {  # stamp DIR COMMAND...: how, where and when a result folder was made
   local dir=$1; shift
   mkdir -p "$dir"
-  { echo "# How this folder was made"; echo; echo '```bash'; echo "${OMP_NUM_THREADS:+OMP_NUM_THREADS=$OMP_NUM_THREADS }$*"
+  { echo "# How this folder was made"; echo; echo '```bash'; echo "$*"
     echo '```'; echo
     echo "- machine: $(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1), $(nproc --all) cores, no GPU"
     echo "- date: $(date -u +%Y-%m-%dT%H:%MZ)"
@@ -54,9 +54,17 @@ stamp() {  # stamp DIR COMMAND...: how, where and when a result folder was made
   } > "$dir/RUN.md"
 }
 
-evaluate() {  # evaluate OUTDIR ARGS...: one qwenft evaluate, stamped; the resume cache goes once it is done
+evaluate() {  # evaluate OUTDIR ARGS...: one qwenft evaluate, stamped; the resume cache goes once it is done. A
+  # finished folder (metrics.json, no cache) is skipped, so a rerun never overwrites a committed table; a resumed
+  # one keeps its first RUN.md and gets the resuming command added
   local dir=$1; shift
-  stamp "$dir" "$Q evaluate $* generation.engine=$ENGINE out=$dir"
+  local cmd="${OMP_NUM_THREADS:+OMP_NUM_THREADS=$OMP_NUM_THREADS }$Q evaluate $* generation.engine=$ENGINE out=$dir"
+  if [ -f "$dir/predictions.cache.jsonl" ] && [ -f "$dir/RUN.md" ]; then
+    { echo; echo "Resumed $(date -u +%Y-%m-%dT%H:%MZ) at commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+        "from $(wc -l < "$dir/predictions.cache.jsonl") cached predictions with"
+      echo; echo '```bash'; echo "$cmd"; echo '```'; } >> "$dir/RUN.md"
+  elif [ -f "$dir/metrics.json" ]; then echo "skip: $dir is done (delete it to redo it)"; return
+  else stamp "$dir" "$cmd"; fi
   $Q evaluate "$@" generation.engine=$ENGINE out="$dir" progress=false
   rm -f "$dir/predictions.cache.jsonl"
 }
@@ -125,17 +133,24 @@ loop() {
   local data_mq="data=files data.train_path=$mq/train.jsonl data.val_path=$mq/val.jsonl"
   local words_mq="tokenizer.words_file=$mq/discover/words.txt"
   local eval_common="n_prompts=${LOOP_PROMPTS:-$N_PROMPTS} k=$ANSWER_K strategies=$LOOP_STRATEGIES budgets=$LOOP_BUDGETS generation.max_new_tokens=$NEW_TOKENS"
-  # arms: extension + train-time decomposition (the recipe) | no extension | no train-time decomposition
+  # arms: extension + train-time decomposition (the recipe) | no extension | no train-time decomposition;
+  # LOOP_ARMS picks some of them (e.g. evaluate the arms already trained while another trains)
+  local arms=${LOOP_ARMS:-ext_decomposition noext_decomposition ext_whole_prompt} recipe
   for world in ${LOOP_WORLDS:-synthetic medquad}; do
     if [ $world = medquad ]; then data=$data_mq words=$words_mq evdata=$MEDQUAD
     else data="data=demo" words="tokenizer.words_file=\${demo:words.txt}" evdata="eval_data=demo"; fi
-    train_arm $RUNS/loop/$world/ext_decomposition "$OUT/closed_loop/$world/ext_decomposition" model=$MODEL $data tokenizer=extend $words strategy=decomposition
-    train_arm $RUNS/loop/$world/noext_decomposition "$OUT/closed_loop/$world/noext_decomposition" model=$MODEL $data tokenizer=none strategy=decomposition \
-      eval_words_file=${words#*=}
-    train_arm $RUNS/loop/$world/ext_whole_prompt "$OUT/closed_loop/$world/ext_whole_prompt" model=$MODEL $data tokenizer=extend $words strategy=whole_prompt
+    for arm in $arms; do
+      case $arm in
+        ext_decomposition) recipe="tokenizer=extend $words strategy=decomposition" ;;
+        noext_decomposition) recipe="tokenizer=none strategy=decomposition eval_words_file=${words#*=}" ;;
+        ext_whole_prompt) recipe="tokenizer=extend $words strategy=whole_prompt" ;;
+        *) echo "LOOP_ARMS: unknown arm '$arm' (ext_decomposition noext_decomposition ext_whole_prompt)" >&2; exit 2 ;;
+      esac
+      train_arm $RUNS/loop/$world/$arm "$OUT/closed_loop/$world/$arm" model=$MODEL $data $recipe
+    done
     [ "${LOOP_PHASE:-all}" = train ] && continue
     evaluate "$OUT/closed_loop/$world/untrained" $evdata model=$MODEL $eval_common
-    for arm in ext_decomposition noext_decomposition ext_whole_prompt; do
+    for arm in $arms; do
       evaluate "$OUT/closed_loop/$world/$arm" $evdata $(trained $RUNS/loop/$world/$arm) $eval_common
     done
   done
