@@ -70,6 +70,22 @@ def test_auto_falls_back_to_hf_with_one_line_and_vllm_refuses(monkeypatch, capsy
     assert resolve(EngineChoice("auto"), offline)[:2] == ("vllm", str(DEMO_DIR))
 
 
+def test_a_relative_model_folder_reaches_vllm_as_an_absolute_path(monkeypatch, tmp_path):
+    """The vLLM server runs in the temp dir, where ``model.name_or_path=runs/x/merged`` (a training run's export,
+    relative to where qwenft started) would be read as a hub repo id: the closed loop's first trained arm failed so
+    ("Repo id must be in the form 'repo_name' or 'namespace/repo_name'"). A hub id stays a hub id."""
+    import qwenft.clinical.vllm_server as vs
+
+    (tmp_path / "runs" / "x" / "merged").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(vs, "find_python", lambda explicit=None: "/usr/bin/python3")
+    monkeypatch.setattr(vs, "unsupported_reason", lambda: None)
+    local = compose("answer", ["model=qwen2.5-0.5b-instruct", "model.name_or_path=runs/x/merged"]).model
+    assert resolve(EngineChoice("vllm"), local)[:2] == ("vllm", str((tmp_path / "runs/x/merged").resolve()))
+    hub = compose("answer", ["model=qwen2.5-0.5b-instruct"]).model
+    assert resolve(EngineChoice("vllm"), hub)[1] == "Qwen/Qwen2.5-0.5B-Instruct"
+
+
 def test_generation_settings_ignore_the_engine_keys_and_bad_keys_are_named():
     gen = OmegaConf.to_container(compose("answer", ["model=tiny"]).generation, resolve=True)
     choice = EngineChoice.from_generation(gen)

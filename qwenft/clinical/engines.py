@@ -150,7 +150,7 @@ def model_folder(model_cfg) -> str | None:  # noqa: ANN001 - DictConfig or dict 
     get = model_cfg.get
     target = str(get("_target_", ""))
     if target.endswith(".offline"):
-        folder = Path(str(get("cache_dir"))).expanduser()
+        folder = Path(str(get("cache_dir"))).expanduser().resolve()
         if not (folder / "model.safetensors").exists():
             from qwenft.model.gguf_import import import_gguf
 
@@ -160,7 +160,8 @@ def model_folder(model_cfg) -> str | None:  # noqa: ANN001 - DictConfig or dict 
         if get("trust_remote_code"):
             return None  # vLLM would run the repository's code too: leave such models to hf
         name = str(get("name_or_path"))
-        return str(Path(name).expanduser()) if Path(name).expanduser().is_dir() else name
+        # absolute: the vLLM server runs in the temp dir, where a relative folder would be read as a hub repo id
+        return str(Path(name).expanduser().resolve()) if Path(name).expanduser().is_dir() else name
     return None
 
 
