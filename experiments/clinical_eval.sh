@@ -30,6 +30,7 @@ ENGINE=${ENGINE:-auto}             # generation.engine: auto | hf | vllm
 STRATEGIES=${STRATEGIES:-[whole_prompt,decomposition,pool_rerank,multi_query,rag_fusion,step_back,hyde]}
 LOOP_STRATEGIES=${LOOP_STRATEGIES:-[whole_prompt,decomposition,pool_rerank]}  # the loop's answer strategies
 LOOP_BUDGETS=${LOOP_BUDGETS:-[per_question,per_prompt]}
+LOOP_PHASE=${LOOP_PHASE:-all}
 # LOOP_PROMPTS: held-out prompts per loop evaluation (default N_PROMPTS); LOOP_PHASE=train|eval|all (default all):
 # train the arms only (e.g. pinned to one core while another job holds the other), or evaluate trained arms only;
 # LOOP_WORLDS="synthetic medquad" (default both); LOOP_ARMS (default all three, see loop())
@@ -75,7 +76,7 @@ train_arm() {  # train_arm RUN_DIR RESULT_DIR ARGS...: one training run, skipped
   mkdir -p "$res"
   echo "$Q train $* ${TRAIN_COMMON[*]} hydra.run.dir=$dir" > "$res/train_command.txt"
   if [ -f "$dir/merged/config.json" ]; then echo "skip: $dir/merged exists"
-  elif [ "${LOOP_PHASE:-all}" = eval ]; then echo "LOOP_PHASE=eval: $dir is not trained (run LOOP_PHASE=train)" >&2; exit 2
+  elif [ "$LOOP_PHASE" = eval ]; then echo "LOOP_PHASE=eval: $dir is not trained (run LOOP_PHASE=train)" >&2; exit 2
   else $Q train "$@" "${TRAIN_COMMON[@]}" hydra.run.dir="$dir"; fi
   cp "$dir/metrics.json" "$res/train_metrics.json"
   cp "$dir/run_info.json" "$res/train_run_info.json"
@@ -148,13 +149,13 @@ loop() {
       esac
       train_arm $RUNS/loop/$world/$arm "$OUT/closed_loop/$world/$arm" model=$MODEL $data $recipe
     done
-    [ "${LOOP_PHASE:-all}" = train ] && continue
+    [ "$LOOP_PHASE" = train ] && continue
     evaluate "$OUT/closed_loop/$world/untrained" $evdata model=$MODEL $eval_common
     for arm in $arms; do
       evaluate "$OUT/closed_loop/$world/$arm" $evdata $(trained $RUNS/loop/$world/$arm) $eval_common
     done
   done
-  [ "${LOOP_PHASE:-all}" = train ] && return
+  [ "$LOOP_PHASE" = train ] && return
   # Base vs Instruct on answer quality, same harness: the plain template vs the chat template (with hub access:
   # MODEL=qwen2.5-0.5b vs qwen2.5-0.5b-instruct)
   for instruct in false true; do

@@ -160,8 +160,9 @@ def model_folder(model_cfg) -> str | None:  # noqa: ANN001 - DictConfig or dict 
         if get("trust_remote_code"):
             return None  # vLLM would run the repository's code too: leave such models to hf
         name = str(get("name_or_path"))
+        local = Path(name).expanduser()
         # absolute: the vLLM server runs in the temp dir, where a relative folder would be read as a hub repo id
-        return str(Path(name).expanduser().resolve()) if Path(name).expanduser().is_dir() else name
+        return str(local.resolve()) if local.is_dir() else name
     return None
 
 
