@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from qwenft.errors import DataError, UserError
+from qwenft.model.distill import DistillSettings, Target, distill_rows
 from qwenft.model.rows import embeddings_tied, ensure_rows, init_new_rows
 from qwenft.tokenizer.vocab import (
     FormReport,
@@ -41,6 +43,7 @@ class Extension:
     glosses: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     forms: list[FormReport] = field(default_factory=list)  # per word and form: added / kept / skipped, and why
+    distill: dict | None = None  # init=distill: snippets, steps, seconds, final losses
 
     @property
     def new_ids(self) -> list[int]:
@@ -57,6 +60,7 @@ class Extension:
             "tokenizer_len": len(self.tokenizer),
             "new_tokens": [t.to_dict() for t in self.new_tokens],
             "forms": [f.to_dict() for f in self.forms],
+            **({"distill": self.distill} if self.distill else {}),
         }
 
     def report_lines(self) -> list[str]:
@@ -95,8 +99,13 @@ def extend_model(
     glosses: dict[str, str] | None = None,
     capitalized: bool = False,
     seed: int = 0,
+    texts: Sequence[str] = (),
+    distill: DistillSettings | None = None,
 ) -> Extension:
-    """Extend ``tokenizer`` and ``model`` (in place) with ``words``; returns the new tokenizer and the record."""
+    """Extend ``tokenizer`` and ``model`` (in place) with ``words``; returns the new tokenizer and the record.
+
+    ``init="distill"`` learns the new rows on snippets of ``texts`` (the run's training text) around each word,
+    the model writing snippets for words the texts lack (``qwenft.model.distill``)."""
     requested, notes = normalise_words(words, capitalized=capitalized)
     for note in notes:
         log.info("new words: %s", note)
@@ -108,6 +117,10 @@ def extend_model(
     kept = words_with_new_tokens(forms)
     rows_before, rows_after = ensure_rows(model, max(t.id for t in new_tokens) + 1)
     init_new_rows(model, new_tokens, init, glosses=glosses, base_tokenizer=tokenizer, seed=seed)
+    distilled = None
+    if init == "distill":
+        targets = [Target(t.id, t.form, t.word, list(t.piece_ids)) for t in new_tokens]
+        distilled = distill_rows(model, tokenizer, extended, targets, texts, distill or DistillSettings(seed=seed))
     model.config.vocab_size = model.get_input_embeddings().weight.shape[0]
     return Extension(
         tokenizer=extended,
@@ -120,6 +133,7 @@ def extend_model(
         glosses={w: g for w, g in (glosses or {}).items() if w in kept},
         notes=notes,
         forms=forms,
+        distill=distilled,
     )
 
 
@@ -132,6 +146,13 @@ def words_from_config(tok_cfg) -> tuple[list[str], dict[str, str]]:  # noqa: ANN
     if not words:
         raise UserError("no new words: set tokenizer.words=[...] or tokenizer.words_file=PATH")
     return words, glosses
+
+
+def distill_settings(tok_cfg, seed: int = 0) -> DistillSettings:  # noqa: ANN001 - DictConfig
+    """``tokenizer.distill`` as :class:`DistillSettings` (``init=distill`` reads it; the run's seed unless set)."""
+    node = tok_cfg.get("distill") or {}
+    values = {k: node[k] for k in DistillSettings.__dataclass_fields__ if k in node and node[k] is not None}
+    return DistillSettings(**{"seed": seed, **values})
 
 
 def save_extended(model: PreTrainedModel, ext: Extension, out: str | Path, extra: dict | None = None) -> Path:

@@ -10,7 +10,9 @@ from hydra.core.config_store import ConfigStore
 
 
 class Init(StrEnum):
+    distill = "distill"
     mean_subword = "mean_subword"
+    adaptivocab = "adaptivocab"
     description = "description"
     default = "default"
     random = "random"
@@ -23,6 +25,21 @@ class TrainableRows(StrEnum):
 
 
 @dataclass
+class DistillConfig:
+    """``tokenizer.distill``: read by ``init=distill`` (fields and docs: ``qwenft.model.distill.DistillSettings``)."""
+
+    snippets_per_word: int = 16
+    chars_before: int = 120
+    chars_after: int = 160
+    epochs: int = 1
+    batch_size: int = 8
+    lr: float = 1e-3
+    head: bool = True
+    generated_tokens: int = 40
+    seed: int | None = None  # null: the run's seed
+
+
+@dataclass
 class TokenizerConfig:
     extend: bool = True
     words: list[str] = field(default_factory=list)
@@ -30,6 +47,7 @@ class TokenizerConfig:
     discover: Any = None  # {min_count, max_words} or null
     capitalized: bool = False
     init: Init = Init.mean_subword
+    distill: DistillConfig = field(default_factory=DistillConfig)
     trainable_rows: TrainableRows = TrainableRows.new_rows
     rows_lr: float = 1e-3
 

@@ -24,7 +24,7 @@ from qwenft.data.datamodule import TrainData, load_splits, prepare, split_texts
 from qwenft.data.text import read_texts
 from qwenft.errors import Interrupted, UserError
 from qwenft.tokenizer.discover import discover_words
-from qwenft.tokenizer.extend import extend_model, read_words_file, words_from_config
+from qwenft.tokenizer.extend import distill_settings, extend_model, read_words_file, words_from_config
 from qwenft.train.callbacks import NewWordMetrics, SaveOnSignal
 from qwenft.train.checkpoint_io import load_checkpoint_file
 from qwenft.train.export import export, model_card, publish
@@ -114,7 +114,8 @@ def extend_vocabulary(cfg: DictConfig, loaded, train_texts: list[str]):
     else:
         words, glosses = words_from_config(cfg.tokenizer)
     ext = extend_model(loaded.model, loaded.tokenizer, words, init=cfg.tokenizer.init, glosses=glosses,
-                       capitalized=cfg.tokenizer.capitalized, seed=cfg.seed)
+                       capitalized=cfg.tokenizer.capitalized, seed=cfg.seed, texts=train_texts,
+                       distill=distill_settings(cfg.tokenizer, cfg.seed))
     log.info("vocabulary: %d new tokens for %d words; per form (also in qwenft_vocab.json \"forms\"):\n  %s",
              len(ext.new_ids), len(ext.words), "\n  ".join(ext.report_lines()))
     return ext.tokenizer, ext.new_ids, ext.words, ext.manifest()

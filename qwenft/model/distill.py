@@ -1,0 +1,331 @@
+"""New rows that make the model behave as if it had read the word's original pieces (token distillation).
+
+Why: a row initialised to the mean of its pieces is a word the model can *write*, not one its attention treats
+like the pieces it just read. Measured on real MedQuAD words in question-answer form ("What is W? W is ..."),
+mean-of-pieces rows raised the whole text's bits per byte by ~5 % before any training, because every token
+*after* the new one is predicted from a state the model never saw. Token distillation (Dobler, Elliott, de Melo,
+ICLR 2026, arXiv 2505.20133) fixes the cause directly: with the model frozen, only the new rows are optimised so
+that the hidden states on text containing the new token match the hidden states of the *same* model on the same
+text written with the original pieces (the new token aligned with its last piece).
+
+Two terms, both against the unchanged model on the original tokenization of the same snippet:
+
+* ``hidden``: mean squared error of the final (normed) hidden states at the new token and every token after it,
+  i.e. at the states the head reads -- what comes after the word is predicted as it was from the pieces.
+* ``logprob`` (untied heads): at the position before each occurrence, ``log p(new token)`` is pulled towards the
+  summed log-probability of its pieces under the unchanged model (self-distillation of the output side: no closed
+  form sets a row so that the new token is as likely as its pieces). It trains the head's new rows only (the
+  hidden states it reads are detached), so reading and writing the word are learnt by separate parameters.
+  A tied model (Qwen2.5-0.5B on the hub, ``model=tiny``) has one row per new token for both: it is learnt for
+  reading (the hidden term) and writes with that row; the output term is off there, because on the tied tiny
+  model it pulled the shared row away from the pieces' states (mismatch 2.3 -> 10.4 at weight 0.01, 20.8 at
+  0.1). The model stays tied.
+
+The teacher is the model itself: the original tokenization never contains a new id, so its states do not
+depend on the rows being learnt, and no copy of the model is needed. Only the new rows get gradients; every other
+weight is untouched (``tests/test_distill_init.py``).
+
+Snippets come from the run's own text around each occurrence (some joined in pairs, so that the word recurs
+within a snippet, as when an answer repeats the question's word); words with too few occurrences get snippets the
+original model writes after a short prompt containing the word.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+log = logging.getLogger(__name__)
+
+PROMPTS = ("The use of {w}", "Patients with {w}", "What is {w}? The {w}", "In {w},", "{w} is")
+
+
+@dataclass
+class DistillSettings:
+    """``tokenizer.distill``: the budget and weights of ``tokenizer.init=distill``."""
+
+    snippets_per_word: int = 16  # snippets per word (from the text; model-written when the text has fewer)
+    chars_before: int = 120  # characters of context kept before an occurrence (cut at a space)
+    chars_after: int = 160  # characters kept after it
+    epochs: int = 1  # passes over the snippets
+    batch_size: int = 8
+    lr: float = 1e-3  # Adam on the new rows only
+    head: bool = True  # untied heads: learn the head's new rows so that p(new token) matches its pieces
+    generated_tokens: int = 40  # length of a model-written snippet
+    seed: int = 0
+
+
+@dataclass
+class Target:
+    """One form the rows are learnt for: its new id and the ids of its original pieces."""
+
+    id: int
+    form: str
+    word: str
+    piece_ids: list[int]
+
+
+# ------------------------------------------------------------------------------------------------ snippets
+
+
+def _cut(text: str, start: int, end: int) -> str:
+    """``text[start:end]`` widened to whitespace so no word is cut in half."""
+    if start > 0:
+        space = text.find(" ", start)
+        start = space + 1 if 0 <= space < end else start
+    if end < len(text):
+        space = text.rfind(" ", start, end)
+        end = space if space > start else end
+    return text[start:end].strip()
+
+
+def text_snippets(words: Sequence[str], texts: Sequence[str], settings: DistillSettings) -> dict[str, list[str]]:
+    """Up to ``snippets_per_word`` windows of ``texts`` around each word (a quarter of them two windows joined,
+    so the word recurs), drawn at random among all occurrences."""
+    from qwenft.metrics.newword import word_pattern
+
+    rng = random.Random(settings.seed)
+    found: dict[str, list[tuple[int, int]]] = {w: [] for w in words}
+    pattern = word_pattern(list(words)) if words else None
+    for i, text in enumerate(texts):
+        for m in pattern.finditer(text) if pattern else ():
+            found[m.group(0)].append((i, m.start()))
+    out: dict[str, list[str]] = {}
+    for word, hits in found.items():
+        rng.shuffle(hits)
+        windows = [_cut(texts[i], max(0, s - settings.chars_before), s + len(word) + settings.chars_after)
+                   for i, s in hits[: settings.snippets_per_word]]
+        pairs = len(windows) // 4 if len(windows) >= 2 else 0
+        joined = [windows[k] + "\n" + windows[-1 - k] for k in range(pairs)]
+        out[word] = (windows[: len(windows) - pairs] + joined)[: settings.snippets_per_word]
+    return out
+
+
+@torch.no_grad()
+def written_snippets(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, words: Sequence[str], n: int,
+                     settings: DistillSettings) -> dict[str, list[str]]:
+    """``n`` snippets per word that the original model writes after a prompt containing the word (sampled,
+    seeded): text in the model's own distribution, for words the corpus has too few of."""
+    if n <= 0 or not words:
+        return {w: [] for w in words}
+    prompts = [(w, PROMPTS[k % len(PROMPTS)].format(w=w)) for w in words for k in range(n)]
+    device = next(model.parameters()).device
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    out: dict[str, list[str]] = {w: [] for w in words}
+    torch.manual_seed(settings.seed)
+    try:
+        for start in range(0, len(prompts), 32):
+            chunk = prompts[start : start + 32]
+            enc = tokenizer([p for _, p in chunk], return_tensors="pt", padding=True, add_special_tokens=False)
+            gen = model.generate(**enc.to(device), max_new_tokens=settings.generated_tokens, do_sample=True,
+                                 temperature=0.8, top_p=0.95, pad_token_id=tokenizer.pad_token_id)
+            for (word, prompt), row in zip(chunk, gen[:, enc.input_ids.shape[1]:], strict=True):
+                out[word].append(prompt + tokenizer.decode(row, skip_special_tokens=True))
+    finally:
+        tokenizer.padding_side = side
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- alignment
+
+
+@dataclass
+class Pair:
+    """One snippet in both tokenizations, aligned: ``student_to_teacher[j]`` is the teacher position whose token
+    ends where student token ``j`` ends (a new token maps to its last piece)."""
+
+    teacher_ids: list[int]
+    student_ids: list[int]
+    student_to_teacher: list[int]
+    first_new: int  # first student position holding a new id
+    occurrences: list[tuple[int, int, int]]  # (student position of the new token, teacher first piece, n pieces)
+
+
+def align(text: str, base: PreTrainedTokenizerBase, extended: PreTrainedTokenizerBase, new_ids: set[int]) -> Pair | None:
+    t = base(text, add_special_tokens=False, return_offsets_mapping=True)
+    s = extended(text, add_special_tokens=False, return_offsets_mapping=True)
+    ends = {b: k for k, (_, b) in enumerate(t.offset_mapping)}
+    starts = {a: k for k, (a, _) in enumerate(t.offset_mapping)}
+    mapping, occ = [], []
+    for j, ((a, b), tok) in enumerate(zip(s.offset_mapping, s.input_ids, strict=True)):
+        if b not in ends:  # the tokenizations disagree beyond the new tokens: not a clean pair
+            return None
+        mapping.append(ends[b])
+        if tok in new_ids:
+            first = starts.get(a)
+            if first is None:  # a new form's offsets may include its leading space
+                first = starts.get(a + 1) if a + 1 in starts else None
+            if first is None:
+                return None
+            occ.append((j, first, ends[b] - first + 1))
+    if not occ:
+        return None
+    # the model sees a context token first (as the new-word metric scores it), so position 0 has a predecessor
+    return Pair(t.input_ids, s.input_ids, mapping, occ[0][0], occ)
+
+
+# ------------------------------------------------------------------------------------------------ learning
+
+
+def _batches(pairs: list[Pair], size: int) -> list[list[Pair]]:
+    return [pairs[i : i + size] for i in range(0, len(pairs), size)]
+
+
+def _pad(rows: list[list[int]], pad: int) -> tuple[Tensor, Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r)
+        mask[i, : len(r)] = 1
+    return ids, mask
+
+
+def distill_rows(
+    model: PreTrainedModel,
+    base_tokenizer: PreTrainedTokenizerBase,
+    extended_tokenizer: PreTrainedTokenizerBase,
+    targets: Sequence[Target],
+    texts: Sequence[str],
+    settings: DistillSettings | None = None,
+    progress: bool = True,
+) -> dict[str, float]:
+    """Learn the rows of ``targets`` in place (input rows, and the untied head's rows); returns a summary."""
+    from qwenft.hardware import native_bf16
+    from qwenft.model.rows import embeddings_tied
+
+    settings = settings or DistillSettings()
+    start_time = time.perf_counter()
+    words = sorted({t.word for t in targets})
+    snippets = text_snippets(words, texts, settings)
+    short = {w: settings.snippets_per_word - len(s) for w, s in snippets.items() if len(s) < settings.snippets_per_word}
+    if short:
+        written = written_snippets(model, base_tokenizer, list(short), max(short.values()), settings)
+        for w, need in short.items():
+            snippets[w] += written[w][:need]
+        log.info("distill: %d of %d words had fewer than %d snippets in the text; the model wrote the rest",
+                 len(short), len(words), settings.snippets_per_word)
+    new_ids = {t.id for t in targets}
+    ctx = base_tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    pairs = [p for w in words for text in snippets[w] if (p := align(text, base_tokenizer, extended_tokenizer, new_ids))]
+    if not pairs:
+        log.warning("distill: no snippet could be aligned; the rows keep their initial values")
+        return {"snippets": 0}
+    for p in pairs:  # context token first: the first real token is predicted too, as in the metrics
+        p.teacher_ids = [ctx, *p.teacher_ids]
+        p.student_ids = [ctx, *p.student_ids]
+        p.student_to_teacher = [0, *(k + 1 for k in p.student_to_teacher)]
+        p.first_new += 1
+        p.occurrences = [(j + 1, f + 1, n) for j, f, n in p.occurrences]
+
+    emb_in = model.get_input_embeddings().weight
+    tied = embeddings_tied(model)
+    head = model.get_output_embeddings().weight
+    device, dtype = emb_in.device, emb_in.dtype
+    order = sorted(new_ids)
+    slot = {tid: k for k, tid in enumerate(order)}
+    lookup = torch.full((emb_in.shape[0],), -1, dtype=torch.long, device=device)
+    lookup[order] = torch.arange(len(order), device=device)
+    rows_in = torch.nn.Parameter(emb_in.detach()[order].float().clone())
+    rows_out = None if tied or not settings.head else torch.nn.Parameter(head.detach()[order].float().clone())
+    params = [rows_in] + ([] if rows_out is None else [rows_out])
+    opt = torch.optim.Adam(params, lr=settings.lr)
+    backbone = model.get_decoder() if hasattr(model, "get_decoder") else model.base_model
+    pad = base_tokenizer.pad_token_id if base_tokenizer.pad_token_id is not None else ctx
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=device.type == "cpu" and native_bf16()
+                              and dtype == torch.float32)
+    was_training = model.training
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    model.eval()
+    rng = random.Random(settings.seed)
+    batches = [b for _ in range(settings.epochs) for b in _batches(rng.sample(pairs, len(pairs)), settings.batch_size)]
+    bar = _progress(len(batches), progress)
+    totals = {"hidden": 0.0, "logprob": 0.0}
+    try:
+        for batch in batches:
+            t_ids, t_mask = _pad([p.teacher_ids for p in batch], pad)
+            s_ids, s_mask = _pad([p.student_ids for p in batch], pad)
+            t_ids, t_mask, s_ids, s_mask = (x.to(device) for x in (t_ids, t_mask, s_ids, s_mask))
+            with torch.no_grad(), autocast:
+                t_hidden = backbone(input_ids=t_ids, attention_mask=t_mask).last_hidden_state.float()
+            # teacher targets: hidden states at aligned positions, and each occurrence's summed piece log-prob
+            sel_b, sel_s, sel_t, occ_b, occ_s, occ_lp, occ_slot = [], [], [], [], [], [], []
+            for b, p in enumerate(batch):
+                for j in range(p.first_new, len(p.student_ids)):
+                    sel_b.append(b)
+                    sel_s.append(j)
+                    sel_t.append(p.student_to_teacher[j])
+                for j, first, n in p.occurrences:
+                    pos = torch.arange(first - 1, first - 1 + n, device=device)
+                    with torch.no_grad():
+                        logits = t_hidden[b, pos] @ head.detach().float().T
+                        lp = torch.log_softmax(logits, -1).gather(1, t_ids[b, pos + 1, None]).sum()
+                    occ_b.append(b)
+                    occ_s.append(j - 1)
+                    occ_lp.append(float(lp))
+                    occ_slot.append(slot[int(s_ids[b, j])])
+            k = lookup[s_ids]  # slot of each new token, -1 elsewhere
+            embeds = torch.where((k >= 0)[..., None], rows_in[k.clamp(min=0)], emb_in.detach()[s_ids].float())
+            with autocast:
+                s_hidden = backbone(inputs_embeds=embeds.to(dtype), attention_mask=s_mask).last_hidden_state.float()
+            hidden_loss = (s_hidden[sel_b, sel_s] - t_hidden[sel_b, sel_t]).pow(2).mean()
+            loss = hidden_loss
+            if rows_out is not None and occ_b:
+                h = s_hidden[occ_b, occ_s].detach()  # the output term trains the head's rows, not what they read
+                logits = h @ head.detach().float().T
+                logits = logits.index_copy(1, torch.tensor(order, device=device), h @ rows_out.T)
+                lp_new = torch.log_softmax(logits, -1)[torch.arange(len(occ_b)), [order[k] for k in occ_slot]]
+                lp_loss = (lp_new - torch.tensor(occ_lp, device=device)).pow(2).mean()
+                loss = loss + lp_loss  # separate parameters: Adam makes the relative weight irrelevant
+                totals["logprob"] += float(lp_loss.detach())
+            totals["hidden"] += float(hidden_loss.detach())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            bar.update(hidden=float(hidden_loss.detach()))
+    finally:
+        bar.close()
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        model.train(was_training)
+    with torch.no_grad():
+        emb_in[order] = rows_in.detach().to(dtype)
+        if rows_out is not None:
+            head[order] = rows_out.detach().to(dtype)
+    summary = {"snippets": len(pairs), "steps": len(batches), "seconds": time.perf_counter() - start_time,
+               "hidden_mse": totals["hidden"] / max(len(batches), 1),
+               "logprob_mse": totals["logprob"] / max(len(batches), 1), "tied": tied}
+    log.info("distill: %d snippets, %d steps, %.0f s (hidden mse %.4f, logprob mse %.3f, %s head)",
+             summary["snippets"], summary["steps"], summary["seconds"], summary["hidden_mse"],
+             summary["logprob_mse"], "tied" if tied else "untied")
+    return summary
+
+
+class _progress:
+    """A tqdm bar where the run wants one (the distillation takes a minute or two on a CPU)."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.bar = None
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc="distilling new rows", unit="batch", leave=False)
+
+    def update(self, **postfix: float) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix({k: f"{v:.4f}" for k, v in postfix.items()}, refresh=False)
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
