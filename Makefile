@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-EXTRAS := dev,offline,dense,tracking
+EXTRAS := dev,offline,dense,tracking,sweep,docs
 VLLM_VENV := .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.qwenft-vllm-ok
 
