@@ -279,7 +279,7 @@ class TrainData(pl.LightningDataModule):
 
     def __init__(self, train: Prepared, val: Prepared | None, *, batch_size: int, pad_id: int, seed: int,
                  packing: bool | str = False, max_val_examples: int | None = None,
-                 heldout_texts: list[str] | None = None) -> None:
+                 heldout_texts: list[str] | None = None, test: Prepared | None = None) -> None:
         super().__init__()
         if packing == "auto":  # raw text: windows from a few tokens to max_length pack with no padding at all
             packing = bool(train.stats.get("documents"))
@@ -291,8 +291,12 @@ class TrainData(pl.LightningDataModule):
         self.val_records = val.source.records if val is not None and val.source.schema == "clinical" else []
         self.batch_size, self.pad_id, self.seed, self.packing = batch_size, pad_id, seed, packing
         self.val_examples = (val.examples[:max_val_examples] if max_val_examples else val.examples) if val else []
+        # the test split, scored once after fit (trainer.test): held-out examples capped like validation's
+        self.test_examples = (test.examples[:max_val_examples] if max_val_examples else test.examples) if test else []
+        self.test_texts = list(test.texts) if test is not None else []
         self.train_loader: ResumableLoader | None = None
         self.val_loader: ResumableLoader | None = None
+        self.test_loader: ResumableLoader | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_loader is not None:  # validate-then-fit calls setup twice: keep the loaders (and their state)
@@ -303,6 +307,9 @@ class TrainData(pl.LightningDataModule):
         if self.val_examples:
             self.val_loader = ResumableLoader(self.val_examples, self.batch_size, self.pad_id, self.seed,
                                               shuffle=False, rank=rank, world_size=world, packing=self.packing)
+        if self.test_examples:
+            self.test_loader = ResumableLoader(self.test_examples, self.batch_size, self.pad_id, self.seed,
+                                               shuffle=False, rank=rank, world_size=world, packing=self.packing)
         log.info("train: %d examples, %d batches/epoch on rank %d, pad fraction %.3f%s", len(self.train_set.examples),
                  len(self.train_loader), rank, self.train_loader.pad_fraction(), " (packed)" if self.packing else "")
 
@@ -311,6 +318,9 @@ class TrainData(pl.LightningDataModule):
 
     def val_dataloader(self) -> ResumableLoader | list:
         return self.val_loader if self.val_loader is not None else []
+
+    def test_dataloader(self) -> ResumableLoader | list:
+        return self.test_loader if self.test_loader is not None else []
 
     def step_done(self) -> None:
         if self.train_loader is not None:
