@@ -329,7 +329,7 @@ RETRIEVAL = {
 EXPORT = {
     "export.enabled": BOOL, "export.adapter": BOOL, "export.checkpoint": Enum("last", "best"),
     "export.push_to_hub": BOOL, "export.hub_repo_id": OPT_TEXT, "export.private": BOOL,
-    "export.wandb_artifact": BOOL,
+    "export.wandb_artifact": BOOL, "export.license": OPT_TEXT,
 }
 
 LOGGER = {
