@@ -109,3 +109,11 @@ def test_data_files_value_is_checked():
     validate(compose("train", ["experiment=demo", "data.data_files={train: a.jsonl, test: [b.jsonl, c.jsonl]}"]), "train")
     with pytest.raises(UserError, match="data.data_files"):
         validate(compose("train", ["experiment=demo", "data.data_files=3"]), "train")
+
+
+def test_a_folder_without_data_files_is_one_line(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "x.bin").write_text("x")
+    with pytest.raises(DataError) as err:
+        load_records(tmp_path / "d")
+    assert str(err.value).startswith(f"{tmp_path / 'd'}: cannot read as a dataset saved with save_to_disk or as data")

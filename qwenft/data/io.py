@@ -345,8 +345,11 @@ def _load_dataset_rows(source: str, split: str, data_files: Any) -> tuple[list[d
             name = source.removeprefix("hf://datasets/").rstrip("/")
             ds = datasets.load_dataset(name, data_files=data_files) if data_files else datasets.load_dataset(name)
     except Exception as err:  # offline, no such repo, unreadable files: one line naming the source
-        where = "" if Path(source).exists() else " (no such local file or folder either)"
-        raise DataError(source, None, f"cannot load with datasets.load_dataset{where}: {_first_line(err)}") from None
+        if Path(source).is_dir():
+            raise DataError(source, None, "cannot read as a dataset saved with save_to_disk or as data files "
+                                          f"datasets.load_dataset reads: {_first_line(err)}") from None
+        raise DataError(source, None, "cannot load with datasets.load_dataset (no such local file or folder "
+                                      f"either): {_first_line(err)}") from None
     if isinstance(ds, datasets.DatasetDict):
         names = SPLIT_NAMES.get(split, (split,))
         found = next((n for n in names if n in ds), None)
