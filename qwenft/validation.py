@@ -133,6 +133,14 @@ def _is_texts_or_text(v: Any) -> bool:
     return isinstance(v, str) or (isinstance(v, list | ListConfig) and all(isinstance(x, str) for x in v))
 
 
+def _data_files(v: Any) -> bool:
+    """``data.data_files`` as ``datasets.load_dataset`` takes it: a path, a list of paths, or split -> path(s)."""
+    def files(x: Any) -> bool:
+        return (isinstance(x, str) and bool(x)) or (isinstance(x, list | ListConfig) and bool(x)
+                                                    and all(isinstance(y, str) and y for y in x))
+    return files(v) or (isinstance(v, dict | DictConfig) and bool(v) and all(files(x) for x in v.values()))
+
+
 def _is_mapping_of_texts(v: Any) -> bool:
     return isinstance(v, dict | DictConfig) and all(isinstance(x, str) and x for x in v.values())
 
@@ -211,6 +219,8 @@ DATA = {
     "data.text_path": OPT_TEXT,
     "data.text_unit": Enum("line", "paragraph", "document"),
     "data.max_val_examples": Int(0, null=True),
+    "data.data_files": Rule("any", null=True, check=_data_files,
+                            text="a file, a list of files, or {split: file(s)} for datasets.load_dataset"),
     "data._required_": Rule("strlist"),
 }
 
@@ -328,7 +338,7 @@ RETRIEVAL = {
 EXPORT = {
     "export.enabled": BOOL, "export.adapter": BOOL, "export.checkpoint": Enum("last", "best"),
     "export.push_to_hub": BOOL, "export.hub_repo_id": OPT_TEXT, "export.private": BOOL,
-    "export.wandb_artifact": BOOL,
+    "export.wandb_artifact": BOOL, "export.license": OPT_TEXT,
 }
 
 LOGGER = {

@@ -138,7 +138,7 @@ def _special(tmp_path: Path, kind: str) -> Path:
     elif kind == "not-a-dataset":
         path = tmp_path / "plain_folder"
         path.mkdir()
-        (path / "x.txt").write_text("x")
+        (path / "x.bin").write_text("x")  # a folder of .txt/.jsonl/... files is data (datasets.load_dataset)
     elif kind == "missing":
         path = tmp_path / "nope.jsonl"
     elif kind == "dangling-link":

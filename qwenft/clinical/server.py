@@ -29,16 +29,15 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from omegaconf import DictConfig, OmegaConf
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from qwenft.clinical.engines import Engine, decoding, open_engine
 from qwenft.clinical.output import Response
 from qwenft.clinical.parse import parse_prompt
-from qwenft.clinical.strategies import BUDGETS
+from qwenft.clinical.request import AnswerRequest, request_error
 from qwenft.errors import UserError
-
-FIELDS = ("prompt", "strategy", "k", "budget", "output")
 
 
 class RequestError(Exception):
@@ -76,31 +75,13 @@ class Answerer:
                                     f"{err.colno}") from None
         if not isinstance(body, dict):
             raise RequestError(400, 'the request body must be a JSON object: {"prompt": "..."}')
-        unknown = sorted(set(body) - set(FIELDS))
-        if unknown:
-            raise RequestError(400, f"unknown field {unknown[0]!r} (fields: {', '.join(FIELDS)})")
-        prompt = body.get("prompt")
-        if prompt is None:
-            raise RequestError(400, 'missing field "prompt": the scenario followed by its questions')
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise RequestError(400, '"prompt" must be a non-empty string')
         try:
-            prompt.encode("utf-8")
-        except UnicodeEncodeError as err:  # a lone surrogate (\ud800) is valid JSON but not text
-            raise RequestError(400, f'"prompt" is not valid Unicode text (character {err.start})') from None
-        strategy = body.get("strategy", self.default_strategy)
-        if strategy not in self.strategies:
-            raise RequestError(400, f"unknown strategy {strategy!r} (known: {', '.join(sorted(self.strategies))})")
-        k = body.get("k", self.k)
-        if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k <= 100:
-            raise RequestError(400, '"k" must be an integer from 0 to 100')
-        budget = body.get("budget", self.budget)
-        if budget not in BUDGETS:
-            raise RequestError(400, f'"budget" must be one of {", ".join(BUDGETS)}')
-        output = body.get("output", "json")
-        if output not in ("json", "text"):
-            raise RequestError(400, '"output" must be "json" or "text"')
-        return {"prompt": prompt, "strategy": strategy, "k": k, "budget": budget, "output": output}
+            req = AnswerRequest.model_validate(body, context={"strategies": self.strategies})
+        except ValidationError as err:
+            raise RequestError(400, request_error(err, self.strategies)) from None
+        return {"prompt": req.prompt, "strategy": self.default_strategy if req.strategy is None else req.strategy,
+                "k": self.k if req.k is None else req.k, "budget": self.budget if req.budget is None else req.budget,
+                "output": req.output}
 
     def answer(self, request: dict) -> Response:
         from qwenft.clinical.answer import check_context, check_questions
@@ -125,7 +106,8 @@ class Answerer:
 
 def create_app(answerer: Answerer, info: dict, max_request_bytes: int) -> FastAPI:
     """The ASGI app: ``POST /answer`` and ``GET /health``; every error is ``{"error": "<one line>"}``."""
-    app = FastAPI(title="qwenft", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="qwenft", description="The clinical pipeline of qwenft: POST /answer; GET /health.",
+                  docs_url="/docs", redoc_url=None, openapi_url="/openapi.json")
 
     def error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status)
@@ -142,7 +124,14 @@ def create_app(answerer: Answerer, info: dict, max_request_bytes: int) -> FastAP
     async def health() -> dict:
         return {"status": "ok", **info}
 
-    @app.post("/answer")
+    # the body is read by hand (size limit while streaming, one-line errors) and validated with AnswerRequest;
+    # the same model documents it in /openapi.json and /docs
+    body_schema = {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": AnswerRequest.model_json_schema(ref_template="#/components/schemas/{model}")}}}}
+
+    @app.post("/answer", openapi_extra=body_schema, summary="Answer a clinical prompt (a scenario + its questions)",
+              responses={200: {"description": '{"summary": ..., "answers": [{question, answer, evidence}]}'},
+                         400: {"description": '{"error": "<one line>"}'}, 413: {"description": "body too large"}})
     async def answer(request: Request):  # noqa: ANN202
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > max_request_bytes:

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from omegaconf import OmegaConf
 
 from qwenft.data.format import IGNORE, encode_example, encode_text, text_windows
 from qwenft.data.io import LoadResult, load_records
@@ -57,20 +58,26 @@ class Prepared:
     stats: dict = field(default_factory=dict)
 
 
-def split_paths(data_cfg) -> dict[str, Path | None]:
-    """``data.{train,val,test}_path``; with no train path at all, the bundled demo splits."""
+def split_paths(data_cfg) -> dict[str, str | Path | None]:
+    """``data.{train,val,test}_path``; with no train path at all, the bundled demo splits.
+
+    A path is a local file or folder, or what ``datasets.load_dataset`` reads (a Hub dataset id,
+    ``hf://datasets/...``): kept as the string given, since ``Path`` would fold ``hf://`` into ``hf:/``.
+    """
     d = data_cfg
     demo = not d.get("train_path")
-    return {"train": Path(d.train_path) if not demo else DEMO_DIR / "train.jsonl",
-            "val": Path(d.val_path) if d.get("val_path") else (DEMO_DIR / "val.jsonl" if demo else None),
-            "test": Path(d.test_path) if d.get("test_path") else (DEMO_DIR / "test.jsonl" if demo else None)}
+    return {"train": str(d.train_path) if not demo else DEMO_DIR / "train.jsonl",
+            "val": str(d.val_path) if d.get("val_path") else (DEMO_DIR / "val.jsonl" if demo else None),
+            "test": str(d.test_path) if d.get("test_path") else (DEMO_DIR / "test.jsonl" if demo else None)}
 
 
-def _load(path: str | Path, data_cfg, schema: str | None = None) -> LoadResult:
+def _load(path: str | Path, data_cfg, schema: str | None = None, split: str = "train") -> LoadResult:
+    files = data_cfg.get("data_files")
     return load_records(path, schema=schema or data_cfg.get("schema", "auto"),
                         columns=dict(data_cfg.columns) if data_cfg.get("columns") else None,
                         skip_bad_rows=bool(data_cfg.get("skip_bad_rows", False)),
-                        max_chars=data_cfg.get("max_chars"), text_unit=data_cfg.get("text_unit") or "line")
+                        max_chars=data_cfg.get("max_chars"), text_unit=data_cfg.get("text_unit") or "line",
+                        split=split, data_files=OmegaConf.to_container(files) if OmegaConf.is_config(files) else files)
 
 
 def mixed(first: LoadResult, text: LoadResult) -> LoadResult:
@@ -89,7 +96,7 @@ def load_splits(data_cfg) -> dict[str, LoadResult]:
 
     ``data.text_path`` (raw text) joins the training split of ``data.train_path``.
     """
-    splits = {name: _load(p, data_cfg) for name, p in split_paths(data_cfg).items() if p is not None}
+    splits = {name: _load(p, data_cfg, split=name) for name, p in split_paths(data_cfg).items() if p is not None}
     if data_cfg.get("text_path"):
         if not data_cfg.get("train_path"):
             raise UserError("data.text_path is set but data.train_path is not: put the raw text in data.train_path "
@@ -279,7 +286,7 @@ class TrainData(pl.LightningDataModule):
 
     def __init__(self, train: Prepared, val: Prepared | None, *, batch_size: int, pad_id: int, seed: int,
                  packing: bool | str = False, max_val_examples: int | None = None,
-                 heldout_texts: list[str] | None = None) -> None:
+                 heldout_texts: list[str] | None = None, test: Prepared | None = None) -> None:
         super().__init__()
         if packing == "auto":  # raw text: windows from a few tokens to max_length pack with no padding at all
             packing = bool(train.stats.get("documents"))
@@ -291,8 +298,12 @@ class TrainData(pl.LightningDataModule):
         self.val_records = val.source.records if val is not None and val.source.schema == "clinical" else []
         self.batch_size, self.pad_id, self.seed, self.packing = batch_size, pad_id, seed, packing
         self.val_examples = (val.examples[:max_val_examples] if max_val_examples else val.examples) if val else []
+        # the test split, scored once after fit (trainer.test): held-out examples capped like validation's
+        self.test_examples = (test.examples[:max_val_examples] if max_val_examples else test.examples) if test else []
+        self.test_texts = list(test.texts) if test is not None else []
         self.train_loader: ResumableLoader | None = None
         self.val_loader: ResumableLoader | None = None
+        self.test_loader: ResumableLoader | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_loader is not None:  # validate-then-fit calls setup twice: keep the loaders (and their state)
@@ -303,6 +314,9 @@ class TrainData(pl.LightningDataModule):
         if self.val_examples:
             self.val_loader = ResumableLoader(self.val_examples, self.batch_size, self.pad_id, self.seed,
                                               shuffle=False, rank=rank, world_size=world, packing=self.packing)
+        if self.test_examples:
+            self.test_loader = ResumableLoader(self.test_examples, self.batch_size, self.pad_id, self.seed,
+                                               shuffle=False, rank=rank, world_size=world, packing=self.packing)
         log.info("train: %d examples, %d batches/epoch on rank %d, pad fraction %.3f%s", len(self.train_set.examples),
                  len(self.train_loader), rank, self.train_loader.pad_fraction(), " (packed)" if self.packing else "")
 
@@ -311,6 +325,9 @@ class TrainData(pl.LightningDataModule):
 
     def val_dataloader(self) -> ResumableLoader | list:
         return self.val_loader if self.val_loader is not None else []
+
+    def test_dataloader(self) -> ResumableLoader | list:
+        return self.test_loader if self.test_loader is not None else []
 
     def step_done(self) -> None:
         if self.train_loader is not None:

@@ -10,6 +10,10 @@ validated up front and every problem becomes one ``DataError`` line: ``file:line
   editor line where the record starts (header = line 1), even with quoted multi-line fields.
 * Parquet goes through pyarrow and saved HF datasets through ``datasets.load_from_disk``; their "line" is the
   1-based record index.
+* Anything else ``datasets.load_dataset`` reads -- a Hub dataset (``owner/name``, ``hf://datasets/owner/name``
+  or one file of it, ``hf://datasets/owner/name/train.jsonl``), a local folder of data files or with a loading
+  script, each with ``data_files`` -- is loaded through it, one split per use (``split``), and its rows go
+  through the same checks; their "line" is the record index too.
 
 ``skip_bad_rows=True`` skips and reports bad rows in ``LoadResult.skipped`` instead of failing; an empty result
 is still an error because training on nothing is never what was meant.
@@ -22,6 +26,7 @@ import hashlib
 import io
 import json
 import logging
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +55,13 @@ CANONICAL = frozenset(name for names in FIELDS.values() for name in names)
 #: Columns holding lists: in CSV they arrive as JSON text and are decoded.
 LIST_FIELDS = frozenset({"messages", "questions", "answers", "new_words", "gold_docs"})
 _SUPPORTED = f"{', '.join(SUFFIXES)} or a folder saved with datasets' save_to_disk"
+
+#: The split a use of data reads from a ``load_dataset`` source, by the names data sets give it (first found).
+SPLIT_NAMES: dict[str, tuple[str, ...]] = {"train": ("train",), "val": ("validation", "val", "valid", "dev"),
+                                           "test": ("test",)}
+#: A folder holding one of these was written by ``save_to_disk`` (read by ``load_from_disk``).
+SAVED_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
+_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".txt": "text"}
 
 Row = tuple[int, Any, str | None]  # (line or record number, parsed value, problem or None)
 
@@ -298,6 +310,60 @@ def _dataset_rows(path: Path) -> Iterator[Row]:
         yield i, row, None
 
 
+def hub_source(path: str | Path) -> bool:
+    """``hf://...``, or ``owner/name`` that is no local path and no data file name: a Hub dataset id."""
+    text = str(path)
+    if text.startswith("hf://"):
+        return True
+    return (re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", text) is not None and not Path(text).exists()
+            and Path(text).suffix.lower() not in _BUILDERS)
+
+
+def load_dataset_source(path: str | Path) -> bool:
+    """What ``load_records`` reads with ``datasets.load_dataset``: a Hub dataset, or a local folder of data files
+    or a loading script (a folder written by ``save_to_disk`` goes through ``load_from_disk`` instead)."""
+    if hub_source(path):
+        return True
+    folder = Path(path)
+    return (folder.is_dir() and not any((folder / m).exists() for m in SAVED_MARKERS)
+            and any(p.is_file() for p in folder.iterdir()))
+
+
+def _load_dataset_rows(source: str, split: str, data_files: Any) -> tuple[list[dict], str]:
+    """The rows of one split of a ``datasets.load_dataset`` source, and a sha256 of their content.
+
+    ``hf://datasets/owner/name/file.jsonl`` is read as that one file; ``owner/name`` (or ``hf://datasets/owner/name``)
+    and a local folder as a data set whose ``split`` is picked by its usual names (``SPLIT_NAMES``).
+    """
+    import datasets
+
+    try:
+        suffix = Path(source).suffix.lower()
+        if source.startswith("hf://") and suffix in _BUILDERS:  # one file of a Hub repo
+            ds = datasets.load_dataset(_BUILDERS[suffix], data_files=source)
+        else:
+            name = source.removeprefix("hf://datasets/").rstrip("/")
+            ds = datasets.load_dataset(name, data_files=data_files) if data_files else datasets.load_dataset(name)
+    except Exception as err:  # offline, no such repo, unreadable files: one line naming the source
+        if Path(source).is_dir():
+            raise DataError(source, None, "cannot read as a dataset saved with save_to_disk or as data files "
+                                          f"datasets.load_dataset reads: {_first_line(err)}") from None
+        raise DataError(source, None, "cannot load with datasets.load_dataset (no such local file or folder "
+                                      f"either): {_first_line(err)}") from None
+    if isinstance(ds, datasets.DatasetDict):
+        names = SPLIT_NAMES.get(split, (split,))
+        found = next((n for n in names if n in ds), None)
+        if found is None and split == "train" and len(ds) == 1:
+            found = next(iter(ds))
+        if found is None:
+            raise DataError(source, None, f"no {split} split (it has {', '.join(sorted(ds))}; looked for "
+                                          f"{', '.join(names)}); data.data_files can name the files of each split")
+        ds = ds[found]
+    rows = ds.to_list()
+    digest = hashlib.sha256(json.dumps(rows, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
+    return rows, digest
+
+
 def _first_line(err: BaseException) -> str:
     """The first line of an exception's message, so a DataError stays one line."""
     text = str(err).strip()
@@ -519,26 +585,36 @@ def _txt_rows(path: Path, data: bytes, unit: str) -> Iterator[Row]:
 
 
 def load_records(path: str | Path, *, schema: str | None = "auto", columns: dict | None = None,
-                 skip_bad_rows: bool = False, max_chars: int | None = None, text_unit: str = "line") -> LoadResult:
+                 skip_bad_rows: bool = False, max_chars: int | None = None, text_unit: str = "line",
+                 split: str = "train", data_files: Any = None) -> LoadResult:
     """Every record of ``path`` in its canonical schema, or a one-line DataError naming file, line and problem.
 
     ``columns`` maps canonical names to the file's (``{"prompt": "Question"}``); ``schema="auto"`` picks the
     schema from the first record whose keys match one. With ``skip_bad_rows`` bad records are skipped, logged and
     listed in ``skipped`` as ``(line, reason)``; structural damage (a broken JSON array, unreadable Parquet) and
     an empty result still raise. A ``.txt`` file is raw text (schema ``text``), cut into documents by
-    ``text_unit`` (see ``TEXT_UNITS``).
+    ``text_unit`` (see ``TEXT_UNITS``). A Hub dataset or a folder of data files is read with
+    ``datasets.load_dataset`` (``data_files`` passed on), its ``split`` (train | val | test) picked by name.
     """
     schema = schema or "auto"  # Hydra's ``schema: null`` means "detect it"
     mapping = _check_args(schema, columns, max_chars)
+    source = str(path)  # Path() would fold hf:// into hf:/
     path = Path(path)
-    if not path.exists():
-        raise DataError(str(path), None, "file not found")
     suffix = path.suffix.lower()
     data: bytes | None = None
-    if not path.is_dir():  # FIFOs and devices would block or never end; huge files would fill memory
-        check_regular(path, "data")
-    if path.is_dir():
+    hub_sha: str | None = None
+    if load_dataset_source(source):  # a Hub dataset, or a folder of data files / a loading script
+        loaded, hub_sha = _load_dataset_rows(source, split, data_files)
+        rows: Iterator[Row] = ((i, row, None) for i, row in enumerate(loaded, 1))
+        suffix = ""  # rows of named columns, whatever the files were
+    elif not path.exists():
+        raise DataError(str(path), None, "file not found")
+    elif path.is_dir():
         rows = _dataset_rows(path)
+    else:
+        check_regular(path, "data")  # FIFOs and devices would block or never end; huge files would fill memory
+    if hub_sha is not None or path.is_dir():
+        pass
     elif suffix == ".txt":
         if text_unit not in TEXT_UNITS:
             raise UserError(f"text_unit={text_unit!r}: use one of {', '.join(TEXT_UNITS)}")
@@ -577,15 +653,16 @@ def load_records(path: str | Path, *, schema: str | None = "auto", columns: dict
                 except _Bad as err:
                     problem = str(err)
         if not skip_bad_rows:
-            raise DataError(str(path), line, problem)
+            raise DataError(source, line, problem)
         skipped.append((line, problem))
-        log.info("%s:%d: skipped: %s", path, line, problem)
+        log.info("%s:%d: skipped: %s", source, line, problem)
     if skipped:
         lines = ", ".join(str(n) for n, _ in skipped[:20]) + (", ..." if len(skipped) > 20 else "")
-        log.warning("%s: skipped %d bad row(s) (lines %s)", path, len(skipped), lines)
+        log.warning("%s: skipped %d bad row(s) (lines %s)", source, len(skipped), lines)
     if not records:
-        raise DataError(str(path), None, "no records" + (f" ({len(skipped)} bad rows skipped)" if skipped else ""))
-    return LoadResult(records=records, schema=schema, path=str(path), sha256=_sha256(path, data), skipped=skipped)
+        raise DataError(source, None, "no records" + (f" ({len(skipped)} bad rows skipped)" if skipped else ""))
+    return LoadResult(records=records, schema=schema, path=source,
+                      sha256=hub_sha if hub_sha is not None else _sha256(path, data), skipped=skipped)
 
 
 def iter_rows(path: str | Path) -> Iterator[Row]:

@@ -31,6 +31,7 @@ class NewWordMetrics(pl.Callback):
     def __init__(self, max_texts: int = 32) -> None:
         self.max_texts = max_texts
         self.texts: list[str] = []
+        self.test_texts: list[str] = []  # the test split's text, scored after fit (``trainer.test``)
         self.words: list[str] = []
         self.tokenizer = None
         self.latest: dict[str, float] = {}
@@ -39,19 +40,29 @@ class NewWordMetrics(pl.Callback):
         self.words, self.tokenizer = list(getattr(module, "words", []) or []), getattr(module, "tokenizer", None)
         texts = getattr(trainer.datamodule, "heldout_texts", None) if trainer.datamodule is not None else None
         self.texts = list(texts or [])[: self.max_texts] if self.words and self.tokenizer is not None else []
+        test = getattr(trainer.datamodule, "test_texts", None) if trainer.datamodule is not None else None
+        self.test_texts = list(test or [])[: self.max_texts] if self.words and self.tokenizer is not None else []
 
-    def evaluate(self, trainer: pl.Trainer | None, module: pl.LightningModule) -> dict[str, float]:
+    def evaluate(self, trainer: pl.Trainer | None, module: pl.LightningModule, texts: list[str] | None = None,
+                 prefix: str = "val") -> dict[str, float]:
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-        stats = new_word_nll(module.model, self.tokenizer, self.texts[rank::world], self.words)
+        texts = self.texts if texts is None else texts
+        stats = new_word_nll(module.model, self.tokenizer, texts[rank::world], self.words)
         metric = NewWordPerplexity().to(module.device)
         metric.update(stats)
         values = {k: float(v) for k, v in metric.compute().items()}  # synced (summed) across ranks
         occurrences = float(metric.occurrences) if world == 1 else float(
             trainer.strategy.reduce(torch.tensor(float(stats.occurrences), device=module.device), reduce_op="sum"))
-        out = {"val/bits_per_byte": values["bits_per_byte"]}
+        out = {f"{prefix}/bits_per_byte": values["bits_per_byte"]}
         if occurrences:  # no new word in the text: a perplexity of exp(0) would be a lie
-            out.update({"val/new_word_ppl": values["new_word_ppl"], "val/new_word_nll": values["new_word_nll"]})
+            out.update({f"{prefix}/new_word_ppl": values["new_word_ppl"],
+                        f"{prefix}/new_word_nll": values["new_word_nll"]})
         return out
+
+    def on_test_epoch_end(self, trainer, module):
+        if self.test_texts:
+            for k, v in self.evaluate(trainer, module, self.test_texts, prefix="test").items():
+                module.log(k, v, batch_size=1, sync_dist=False)
 
     def on_validation_epoch_end(self, trainer, module):
         if trainer.sanity_checking or not self.texts:

@@ -3,7 +3,9 @@
 The merged model is what ``transformers.pipeline``, vLLM (which cannot load trainable-token adapters) and a
 plain ``from_pretrained`` read: adapters and trained rows folded in, tied embeddings kept tied, safetensors.
 The model card (``README.md`` in ``merged/`` and ``adapter/``) replaces PEFT's empty template with what a reader
-of a shared model needs: the base model, the new words and their init, data hashes, metrics and the command.
+of a shared model needs: the base model, the new words and their init, data hashes, metrics and the command. Its
+metadata is built with ``huggingface_hub.ModelCardData`` -- license, base model, Hub datasets, and the validation
+and test metrics as a ``model-index`` -- so the Hub shows them as it does for any other model.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from peft import PeftModel, PeftType
 
 from qwenft.adapters.apply import merged_model
@@ -37,14 +39,68 @@ def command_line() -> str:
     return shlex.join(["qwenft", *([verb] if verb else []), *sys.argv[1:]])
 
 
+#: metrics.json prefixes that become model-index results, and the split each was measured on.
+CARD_SPLITS = {"val": "validation", "test": "test"}
+
+
+def _split_sources(config: DictConfig) -> dict[str, str]:
+    """Where each evaluated split came from: the path or Hub id given, or the bundled demo set."""
+    data = config.get("data") or {}
+    demo = not data.get("train_path")
+    return {prefix: str(data.get(f"{prefix}_path") or ("qwenft-demo" if demo else "")) for prefix in CARD_SPLITS}
+
+
+def hub_datasets(config: DictConfig) -> list[str]:
+    """The Hub dataset ids a run trained or was scored on (``owner/name``), for the card's ``datasets``."""
+    from qwenft.data.io import hub_source
+
+    data = config.get("data") or {}
+    out: list[str] = []
+    for key in ("train_path", "val_path", "test_path", "text_path"):
+        value = data.get(key)
+        if value and hub_source(value):
+            repo = "/".join(str(value).removeprefix("hf://datasets/").split("/")[:2]).split("@")[0]
+            if repo not in out:
+                out.append(repo)
+    return out
+
+
+def eval_results(metrics: dict, config: DictConfig) -> list:
+    """The validation and test metrics as ``huggingface_hub.EvalResult`` rows (the card's model-index)."""
+    from huggingface_hub import EvalResult
+
+    from qwenft.data.io import hub_source
+
+    sources = _split_sources(config)
+    rows = []
+    for key, value in sorted(metrics.items()):
+        prefix, _, name = key.partition("/")
+        if prefix not in CARD_SPLITS or not name or isinstance(value, bool) or not isinstance(value, float | int):
+            continue
+        source = sources[prefix]
+        hub = hub_source(source)
+        rows.append(EvalResult(task_type="text-generation", task_name="causal language modeling",
+                               dataset_type=source.removeprefix("hf://datasets/") if hub else "local",
+                               dataset_name=source or "local data", dataset_split=CARD_SPLITS[prefix],
+                               metric_type=name, metric_name=key, metric_value=round(float(value), 6)))
+    return rows
+
+
 def model_card(base_model: str, manifest: dict | None, run_info: dict, metrics: dict, config: DictConfig,
                checkpoint: str = "last") -> str:
-    """A Hugging Face model card (YAML front matter + markdown) for ``merged/`` and ``adapter/``."""
+    """A Hugging Face model card for ``merged/`` and ``adapter/``: ``ModelCardData`` metadata + markdown."""
+    from huggingface_hub import ModelCard, ModelCardData
+
     words = (manifest or {}).get("words", [])
-    front = {"library_name": "transformers", "base_model": base_model, "tags": ["qwenft", "qwen2.5"],
-             "pipeline_tag": "text-generation"}
-    lines = ["---", OmegaConf.to_yaml(OmegaConf.create(front)).strip(), "---", "",
-             f"# Fine-tuned {base_model} (qwenft)", "",
+    model_name = f"{str(base_model).rstrip('/').split('/')[-1]}-qwenft"
+    results = eval_results(metrics, config)
+    export_cfg = config.get("export") or {}
+    data = ModelCardData(license=export_cfg.get("license") or None, base_model=base_model,
+                         library_name="transformers", pipeline_tag="text-generation",
+                         tags=["qwenft", "qwen2.5", *(["vocabulary-extension"] if words else [])],
+                         datasets=hub_datasets(config) or None, model_name=model_name,
+                         eval_results=results or None)
+    lines = [f"# Fine-tuned {base_model} (qwenft)", "",
              f"- base model: `{base_model}`",
              f"- weights: the `{checkpoint}` checkpoint, step {metrics.get('global_step', '?')}",
              f"- adapter: `{config.peft.method}`" + (f" r={config.peft.r}, alpha={config.peft.alpha}"
@@ -59,12 +115,14 @@ def model_card(base_model: str, manifest: dict | None, run_info: dict, metrics: 
              "", "## Command", "", "```bash", run_info.get("command") or command_line(), "```", "", "## Metrics", "",
              "| metric | value |", "|---|---:|"]
     lines += [f"| `{k}` | {v:.4g} |" for k, v in sorted(metrics.items())
-              if isinstance(v, float | int) and not isinstance(v, bool) and k.startswith(("val/", "train/loss"))]
+              if isinstance(v, float | int) and not isinstance(v, bool)
+              and k.startswith(("val/", "test/", "train/loss"))]
     if words:
         lines += ["", "## New words", "", ", ".join(f"`{w}`" for w in words[:200]) + (" …" if len(words) > 200 else "")]
     lines += ["", "Load: `AutoModelForCausalLM.from_pretrained(folder)` and `AutoTokenizer.from_pretrained(folder)`; "
               f"`{MANIFEST}` lists every new token, its id and the pieces it replaced."]
-    return "\n".join(line for line in lines if line is not None) + "\n"
+    body = "\n".join(line for line in lines if line is not None) + "\n"
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}").content
 
 
 def export(model, tokenizer, run_dir: Path, manifest: dict | None, adapter: bool = True,

@@ -167,8 +167,7 @@ def build_trainer(cfg: DictConfig, callbacks: list, loggers: list, run_dir: Path
 
 def load_best(module: QwenFTModule, callbacks: list) -> str:
     """Put the best checkpoint's trainable weights into ``module`` (``export.checkpoint=best``)."""
-    best = next((c for c in callbacks if isinstance(c, pl.callbacks.ModelCheckpoint) and c.monitor
-                 and c.best_model_path), None)
+    best = best_checkpoint(callbacks)
     if best is None:
         raise UserError("export.checkpoint=best: no best checkpoint was saved (callbacks.best_checkpoint is off, "
                         "or no validation ran)")
@@ -177,6 +176,30 @@ def load_best(module: QwenFTModule, callbacks: list) -> str:
     log.info("exporting the best checkpoint %s (%s=%.4f)", best.best_model_path, best.monitor,
              float(best.best_model_score))
     return str(best.best_model_path)
+
+
+def best_checkpoint(callbacks: list) -> pl.callbacks.ModelCheckpoint | None:
+    """The callback that kept the best checkpoint by its monitored metric, if one was saved."""
+    return next((c for c in callbacks if isinstance(c, pl.callbacks.ModelCheckpoint) and c.monitor
+                 and c.best_model_path), None)
+
+
+def run_test(trainer: pl.Trainer, module: QwenFTModule, data: TrainData, callbacks: list) -> dict:
+    """The test split, scored once after fit by Lightning's test stage with the best checkpoint (the final
+    weights when none was kept); ``test/loss`` and the new-word metrics, logged and returned for metrics.json.
+
+    The module's weights are put back afterwards: what the run exports is chosen by ``export.checkpoint``, not by
+    which weights the test happened to read.
+    """
+    best = best_checkpoint(callbacks)
+    final = {k: v.detach().clone() for k, v in module.state_dict().items()}
+    trainer.test(module, datamodule=data, ckpt_path=best.best_model_path if best else None, verbose=False)
+    module.load_state_dict(final, strict=False)
+    out = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+    out["test/checkpoint"] = str(best.best_model_path) if best else "last"
+    log.info("test split (%s checkpoint): %s", "best" if best else "last",
+             ", ".join(f"{k}={v:.4g}" for k, v in out.items() if isinstance(v, float)))
+    return out
 
 
 def train(cfg: DictConfig, run_dir: str | Path | None = None, handles: dict | None = None) -> dict:
@@ -213,6 +236,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, handles: dict | No
         log.info("run dir: %s (left by an interrupted process)", note)
     train_set = prepare(sources["train"], tokenizer, loaded.instruct, cfg.data, strategy)
     val_set = prepare(sources["val"], tokenizer, loaded.instruct, cfg.data, strategy) if "val" in sources else None
+    test_set = prepare(sources["test"], tokenizer, loaded.instruct, cfg.data, strategy) if "test" in sources else None
     heldout = val_set.texts if val_set else train_set.texts[:32]
     if cfg.data.heldout_text:
         heldout = read_texts(cfg.data.heldout_text, unit=cfg.data.get("text_unit", "line"))
@@ -223,7 +247,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, handles: dict | No
                           words)
     data = TrainData(train_set, val_set, batch_size=cfg.data.batch_size, pad_id=tokenizer.pad_token_id,
                      seed=cfg.seed, packing=cfg.data.get("packing", False),
-                     max_val_examples=cfg.data.max_val_examples, heldout_texts=heldout)
+                     max_val_examples=cfg.data.max_val_examples, heldout_texts=heldout, test=test_set)
     loggers = build_loggers(cfg)
     callbacks = [*build_callbacks(cfg, bool(words), bool(loggers)), DataHashes(data_sha256)]
     trainer = build_trainer(cfg, callbacks, loggers, run_dir, val_set is not None)
@@ -233,7 +257,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, handles: dict | No
         info["previous_data_sha256"] = previous_data
     info.update(trainable_summary(model), tokenizer_sha256=module.tokenizer_sha256, words=len(words),
                 new_tokens=len(new_ids), world_size=trainer.world_size,
-                data={"train": train_set.stats, **({"val": val_set.stats} if val_set else {})})
+                data={"train": train_set.stats, **({"val": val_set.stats} if val_set else {}),
+                      **({"test": test_set.stats} if test_set else {})})
     if trainer.global_rank == 0:
         atomic_write_text(run_dir / "run_info.json", json.dumps(info, indent=2))
         atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
@@ -261,7 +286,9 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, handles: dict | No
         metrics.update({k: v for k, v in new_word.latest.items() if k not in metrics})
     metrics.update({"global_step": trainer.global_step, "train/avg_tokens_per_s": module.avg_tokens_per_s,
                     "data/train_pad_fraction_epoch": data.train_loader.pad_fraction()})
-    for split, prepared in (("train", train_set), ("val", val_set)):
+    if test_set is not None:
+        metrics.update(run_test(trainer, module, data, callbacks))
+    for split, prepared in (("train", train_set), ("val", val_set), ("test", test_set)):
         if prepared is not None:  # over-long examples are never silent: counted in every run's metrics
             metrics[f"data/{split}_overlong"] = prepared.overlong
             metrics[f"data/{split}_dropped"] = prepared.dropped

@@ -114,6 +114,11 @@ class QwenFTModule(pl.LightningModule):
         loss, n = label_loss(self.model, batch)
         self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)
 
+    def test_step(self, batch, batch_idx):
+        """The test split after fit (``trainer.test`` with the best checkpoint): the same loss as validation."""
+        loss, n = label_loss(self.model, batch)
+        self.log("test/loss", loss, on_epoch=True, batch_size=n, sync_dist=True)
+
     def configure_optimizers(self):
         """Body and new rows as two AdamW groups; the schedule steps every optimizer step to ``max_steps``."""
         body = self.optimizer_factory.keywords if hasattr(self.optimizer_factory, "keywords") else {}
