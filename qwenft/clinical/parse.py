@@ -10,6 +10,13 @@ swallows a question into the scenario), so the rules are explicit:
   looks like questions: a header line before it (``Questions:``, ``Please answer the following:``), an item
   ending in ``?``, or items that open with a question word or an imperative (``List``, ``Give`` ...). Earlier
   runs stay in the scenario, verbatim.
+* **Inline enumerations** (``a) What ...? b) Which ...?`` or ``(1) ... ? (2) ... ?`` on one line, every marker
+  style above but bullets) are first put one item a line, so they parse as a list. Ordinary prose is left alone:
+  the markers must count up from the first (``1``/``a``, or the marker that opens the line) one by one, in one
+  shape (``1)`` and ``(2)`` do not chain), each preceded by whitespace, and every item must read as a question (end
+  in ``?`` or open with a capitalised question word or imperative). ``vitamin B12 1.5 mg``, ``type 2) diabetes`` or the
+  findings in ``(1) fever, (2) cough`` therefore stay text. Text after the last item's ``?`` (``Answer briefly.``)
+  stays with the scenario.
 * **Inline** questions, when no run qualifies: every sentence ending in ``?``; the other sentences are the
   scenario. Sentences break after ``.?!`` followed by whitespace, so ``7.5 g/dL`` and ``Dr. Smith`` stay whole.
 * **No question at all**: the whole text is the scenario and ``questions`` is empty; strategies then answer the
@@ -92,6 +99,67 @@ class _Run:
 
     def asks(self) -> bool:
         return any(q.rstrip("\"')]*_ ").endswith("?") for q in self.questions)
+
+
+# inline markers: preceded by the line start or whitespace, followed by whitespace; no space inside the marker
+_INLINE_MARKERS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("q", re.compile(r"(?:(?<=\s)|^)(?:Q|Question)\s?(?P<n>\d+)[:.)](?=\s+\S)", re.IGNORECASE)),
+    ("number", re.compile(r"(?:(?<=\s)|^)(?:(?P<n>\d+)[.)]|\((?P<n2>\d+)\))(?=\s+\S)")),
+    ("lower", re.compile(r"(?:(?<=\s)|^)(?:(?P<n>[a-z])[.)]|\((?P<n2>[a-z])\))(?=\s+\S)")),
+    ("upper", re.compile(r"(?:(?<=\s)|^)(?:(?P<n>[A-Z])[.)]|\((?P<n2>[A-Z])\))(?=\s+\S)")),
+)
+
+
+def _ordinal(mark: str) -> int:
+    return int(mark) if mark.isdigit() else ord(mark.lower()) - ord("a") + 1
+
+
+def _asks(item: str) -> bool:
+    """An inline item reads as a question: it ends in ``?`` or opens with a capitalised question word or
+    imperative (``List ...``); lower case is prose (MedQuAD: ``type 1 (type A) is sometimes called ...``)."""
+    item = item.strip().lstrip("*_ ")
+    return item.rstrip("\"')]*_ ").endswith("?") or (item[:1].isupper() and bool(_OPENERS.match(item)))
+
+
+def _split_inline(line: str) -> list[str] | None:
+    """``line`` holding an enumeration of questions -> the text before it, then one line per item (indented as
+    ``line``), then any text after the last item's ``?``; None when the line holds no such enumeration."""
+    indent = line[: len(line) - len(line.lstrip())]
+    text = line.strip()
+    for _style, pattern in _INLINE_MARKERS:
+        marks = [(m.start(), m.end(), _ordinal(m.group("n") or m.group("n2")),
+                  re.sub(r"\d+|[A-Za-z](?=[.)])", "#", m.group(0)).lower()) for m in pattern.finditer(text)]
+        found = []  # (chain, items, text after the last item) of every valid enumeration
+        for first in (i for i, mk in enumerate(marks) if mk[0] == 0 or mk[2] == 1):
+            chain = [marks[first]]
+            for mk in marks[first + 1 :]:
+                if mk[2] == chain[-1][2] + 1 and mk[3] == chain[0][3]:
+                    chain.append(mk)
+            if len(chain) < 2:
+                continue
+            items = [text[a[1] : b[0]].strip() for a, b in zip(chain, chain[1:], strict=False)]
+            last, rest = text[chain[-1][1] :].strip(), ""
+            cut = last.rfind("?")
+            if 0 <= cut < len(last) - 1 and not last.rstrip("\"')]*_ ").endswith("?"):
+                last, rest = last[: cut + 1], last[cut + 1 :].strip()  # "... ? Answer briefly."
+            items.append(last)
+            if all(items) and all(_asks(q) for q in items):
+                found.append((chain, items, rest))
+        if found:  # the longest; of equals the latest ("HR 1) 20 bpm. 1) What ...? 2) ...?")
+            chain, items, rest = max(found, key=lambda f: (len(f[0]), f[0][0][0]))
+            head = text[: chain[0][0]].strip()
+            out = [indent + head] if head else []
+            out += [f"{indent}{text[mk[0] : mk[1]]} {q}" for mk, q in zip(chain, items, strict=True)]
+            return out + ([indent + rest] if rest else [])
+    return None
+
+
+def _expand_inline(lines: list[str]) -> list[str]:
+    """Every line holding an inline enumeration of questions becomes one line per item (see the module doc)."""
+    out: list[str] = []
+    for line in lines:
+        out += _split_inline(line) or [line]
+    return out
 
 
 def _classify(line: str) -> _Line:
@@ -222,7 +290,7 @@ def parse_prompt(text: str) -> Parsed:
     if not text.strip():
         raise EmptyPromptError("empty prompt: give a scenario followed by one or more questions")
     text = text.replace("\r\n", "\n").replace("\r", "\n").strip()
-    lines = [_classify(line) for line in text.split("\n")]
+    lines = [_classify(line) for line in _expand_inline(text.split("\n"))]
     found = _from_list(lines) or _inline(text)
     if found is not None and found.questions:
         return found
