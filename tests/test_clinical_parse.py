@@ -140,6 +140,47 @@ def test_round_trip_of_generated_prompts(scenario_sentences, question_bodies, fm
     assert parsed.scenario == scenario
 
 
+# ---------------------------------------------------------------------------------------- nested numbering
+NESTED = [  # (prompt after the scenario line, questions): sub-items belong to their parent question
+    ("1. Diagnosis?\n1.1. Differential?\n1.2. Confirming test?\n2. Treatment?",
+     ["Diagnosis? 1.1. Differential? 1.2. Confirming test?", "Treatment?"]),
+    ("1. Diagnosis?\n a) cause? b) other?\n2. Treatment?", ["Diagnosis? a) cause? b) other?", "Treatment?"]),
+    ("1. Diagnosis?\na) What is the cause?\nb) What else?\n2. Treatment?",
+     ["Diagnosis? a) What is the cause? b) What else?", "Treatment?"]),
+    ("1. Diagnosis:\n   a) most likely?\n   b) differentials?\n2. Management:\n   a) first line?",
+     ["Diagnosis: a) most likely? b) differentials?", "Management: a) first line?"]),
+    ("1. Diagnosis?\n   1. Most likely?\n   2. Differentials?\n2. Treatment?",
+     ["Diagnosis? 1. Most likely? 2. Differentials?", "Treatment?"]),
+    ("Q1: What are the risks?\n   - for the mother?\n   - for the baby?\nQ2: What next?",
+     ["What are the risks? - for the mother? - for the baby?", "What next?"]),
+    ("a) Diagnosis?\n   i) likely?\nb) Treatment?\nc) Follow-up?", ["Diagnosis? i) likely?", "Treatment?", "Follow-up?"]),
+    ("1. Diagnosis? a) What cause? b) What else? 2. Treatment?", ["Diagnosis? a) What cause? b) What else?",
+                                                                  "Treatment?"]),
+    ("1. Which symptoms matter?\n- fever\n- cough\n2. What next?", ["Which symptoms matter? - fever - cough",
+                                                                      "What next?"]),
+    ("9999. Diagnosis?\n10000. Treatment?", ["Diagnosis?", "Treatment?"]),
+    ("10000. Diagnosis?", ["Diagnosis?"]),
+    ("123456. Diagnosis?\n123457. Treatment?", ["Diagnosis?", "Treatment?"]),
+]
+
+
+@pytest.mark.parametrize(("items", "questions"), NESTED, ids=range(len(NESTED)))
+def test_nested_numbering_keeps_every_question_under_its_parent(items, questions):
+    parsed = parse_prompt(f"{SCENARIOS[0]}\n{items}")
+    assert parsed.questions == questions and parsed.scenario == SCENARIOS[0], parsed
+    assert parse_prompt(f"{SCENARIOS[0]}\n\nQuestions:\n{items}\nAnswer briefly.").questions == questions
+
+
+def test_a_list_in_the_scenario_does_not_take_the_questions_as_sub_items():
+    p = parse_prompt("History:\n1. fever\n2. cough\na) What is the diagnosis?\nb) What next?")
+    assert p.scenario == "History:\n1. fever\n2. cough" and p.questions == ["What is the diagnosis?", "What next?"]
+    p = parse_prompt("History:\n1. fever\n2. cough\n1. What is the diagnosis?\n2. What next?")
+    assert p.questions == ["What is the diagnosis?", "What next?"]
+    p = parse_prompt("A man.\n1. What is it?\n   2. Which test?\n 3. How to treat?")
+    assert p.questions == ["What is it?", "Which test?", "How to treat?"]  # ragged indents: one list
+    assert parse_prompt("A man.\n- What is it?\n  - Which test?").questions == ["What is it?", "Which test?"]
+
+
 # ------------------------------------------------------------------------------------ inline enumerations
 INLINE_FORMATS = [f for f in FORMATS if f not in ("dash", "star", "bullet")]  # bullets cannot count
 SCENARIOS = ["A 45-year-old man has had fever for 3 days (T 38.5 C) and a productive cough.",

@@ -10,6 +10,13 @@ swallows a question into the scenario), so the rules are explicit:
   looks like questions: a header line before it (``Questions:``, ``Please answer the following:``), an item
   ending in ``?``, or items that open with a question word or an imperative (``List``, ``Give`` ...). Earlier
   runs stay in the scenario, verbatim.
+* **Nested lists** belong to their parent item: a clinician who numbers questions 1, 2, 3 asks three questions,
+  and the sub-items under 1 (``1.1.``, ``a)``/``i.``/bullets under ``1. Diagnosis?`` or ``1. Management:``) are
+  parts of question 1 that often make sense only with it. So each top-level item is one question, its sub-items
+  appended to it verbatim with their markers (``Diagnosis? a) Cause? b) Differentials?``) and answered together.
+  A sub-list is another marker style opening at 1 right under an item that ends in ``?`` or ``:`` (or indented
+  below any item), or the item's own style indented below it. Item numbers have no upper bound (``10000.`` is a
+  question like ``1.``).
 * **Inline enumerations** (``a) What ...? b) Which ...?`` or ``(1) ... ? (2) ... ?`` on one line, every marker
   style above but bullets) are first put one item a line, so they parse as a list. Ordinary prose is left alone:
   the markers must count up from the first (``1``/``a``, or the marker that opens the line) one by one, in one
@@ -40,12 +47,14 @@ class EmptyPromptError(UserError, ValueError):
 
 # marker style -> pattern; the body must start with a non-space character after at least one space
 _MARKERS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("q", re.compile(r"^\s*(?:Q|Question)\s*(?P<n>\d{1,4})\s*[:.)\-–]\s*(?P<body>\S.*)$", re.IGNORECASE)),
-    ("number", re.compile(r"^\s*(?:(?P<n>\d{1,4})\s*[.)]|\(\s*(?P<n2>\d{1,4})\s*\))\s+(?P<body>\S.*)$")),
+    ("q", re.compile(r"^\s*(?:Q|Question)\s*(?P<n>\d+)\s*[:.)\-–]\s*(?P<body>\S.*)$", re.IGNORECASE)),
+    ("number", re.compile(r"^\s*(?:(?P<n>\d+)\s*[.)]|\(\s*(?P<n2>\d+)\s*\))\s+(?P<body>\S.*)$")),
     ("lower", re.compile(r"^\s*(?:(?P<n>[a-z])\s*[.)]|\(\s*(?P<n2>[a-z])\s*\))\s+(?P<body>\S.*)$")),
     ("upper", re.compile(r"^\s*(?:(?P<n>[A-Z])\s*[.)]|\(\s*(?P<n2>[A-Z])\s*\))\s+(?P<body>\S.*)$")),
     ("bullet", re.compile(r"^\s*[-*•‣◦–—+]\s+(?P<body>\S.*)$")),
 )
+# a dotted sub-number (1.1., 2.3)): a sub-item of item 1 / 2 of a numbered list, never an item of its own
+_SUBNUMBER = re.compile(r"^\s*(?P<n>\d+)(?:\.\d+)+[.)]?\s+(?P<body>\S.*)$")
 _HEADER = re.compile(
     r"^\s*[#*_>\s]*(?:(?:please\s+)?(?:answer|address|respond\s+to|consider)\b.{0,60}|"
     r"(?:the\s+)?(?:[\w-]+\s+){0,3}(?:questions?|tasks?))\s*[:.]?\s*[*_]*\s*$",
@@ -85,7 +94,11 @@ class _Line:
     text: str
     style: str | None = None  # marker style for an item line
     body: str = ""
-    ordinal: int | None = None  # 1, 2, 3 / a, b, c as 1, 2, 3; None for bullets
+    ordinal: int | None = None  # 1, 2, 3 / a, b, c as 1, 2, 3; None for bullets; the parent's for "sub"
+
+    @property
+    def indent(self) -> int:
+        return len(self.text) - len(self.text.lstrip())
 
 
 @dataclass
@@ -169,6 +182,9 @@ def _classify(line: str) -> _Line:
             mark = m.groupdict().get("n") or m.groupdict().get("n2")
             ordinal = None if mark is None else int(mark) if mark.isdigit() else ord(mark.lower()) - ord("a") + 1
             return _Line(line, style, m.group("body").strip(), ordinal)
+    m = _SUBNUMBER.match(line)
+    if m:
+        return _Line(line, "sub", m.group("body").strip(), int(m.group("n")))
     return _Line(line)
 
 
@@ -182,17 +198,22 @@ def _segments(lines: list[_Line]) -> list[_Run]:
     i = 0
     while i < len(lines):
         first = lines[i]
-        if first.style is None:
+        if first.style in (None, "sub"):
             i += 1
             continue
         seg = _Run(first.style, i, i + 1, [first.body], first.ordinal, first.ordinal)
+        item, sub = first, None  # the current item's line; the style and last ordinal of its sub-items
         j = i + 1
         while j < len(lines) and lines[j].text.strip():
             line = lines[j]
-            if line.style == seg.style and (seg.last is None or (line.ordinal or 0) > seg.last):
+            if _is_subitem(line, seg, item, sub):
+                seg.questions[-1] = f"{seg.questions[-1]} {line.text.strip()}"
+                sub = (line.style, line.ordinal)
+            elif line.style == seg.style and (seg.last is None or (line.ordinal or 0) > seg.last):
                 seg.questions.append(line.body)
                 seg.last = line.ordinal
-            elif line.style is None and _continues(seg.questions[-1], line.text):
+                item, sub = line, None
+            elif line.style in (None, "sub") and _continues(seg.questions[-1], line.text):
                 seg.questions[-1] = f"{seg.questions[-1]} {line.text.strip()}"
             else:
                 break
@@ -201,6 +222,27 @@ def _segments(lines: list[_Line]) -> list[_Run]:
         segs.append(seg)
         i = j
     return segs
+
+
+def _is_subitem(line: _Line, seg: _Run, item: _Line, sub: tuple[str, int | None] | None) -> bool:
+    """``line`` is a sub-item of the current ``item`` (see the module doc): ``1.1.`` under item 1; a list of
+    another marker style opening at 1 (``a)``, ``-``) right under an item that asks (``?``/``:``), or any marker
+    indented below the item, and that list's next items; the item's own style only indented below it."""
+    if line.style is None:
+        return False
+    if line.style == "sub":
+        return seg.style == "number" and line.ordinal == seg.last
+    if sub is not None and line.style == sub[0] and (line.ordinal is None or line.ordinal == (sub[1] or 0) + 1):
+        return line.style != seg.style or line.indent > item.indent
+    if sub is not None:
+        return False
+    if line.style == seg.style:  # "1. ...\n   1. ..." is a sub-list, "1. ...\n   2. ..." a ragged list
+        roman = seg.style in ("lower", "upper") and line.ordinal == 9 and seg.last != 8  # "a) ...\n   i) ..."
+        return line.indent > item.indent and (line.ordinal == 1 or roman)
+    if line.indent > item.indent:  # any other marker indented below an item (i), ii) ... read as letter i)
+        return True
+    asks = seg.questions[-1].rstrip("\"')]*_ ").endswith(("?", ":"))
+    return line.ordinal in (1, None) and asks
 
 
 def _runs(lines: list[_Line]) -> list[_Run]:
