@@ -12,6 +12,7 @@ import json
 import os
 import random
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -792,6 +793,84 @@ def test_outputs_follow_the_umask(mask, tmp_path):
     assert (tmp_path / "merged" / "sub").stat().st_mode & 0o777 == 0o777 & ~mask
     assert (tmp_path / "merged" / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~mask
     assert (tmp_path / "metrics.json").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+# ------------------------------------------------------------------------ issue 25: tracebacks -> one line
+EVAL_FAST = ["evaluate", "model=tiny", "retrieval=none", "n_prompts=1", "strategies=[decomposition]",
+             "budgets=[per_question]", "generation.max_new_tokens=1", "progress=false"]
+TRACEBACK_CASES = [  # (args, the message's start); each refused before a model loads or a file is written
+    ([*EVAL_FAST, "bootstrap.confidence=1.5"], "bootstrap.confidence=1.5: must be a number in (0, 1)"),
+    ([*EVAL_FAST, "bootstrap.confidence=0"], "bootstrap.confidence=0: must be a number in (0, 1)"),
+    ([*EVAL_FAST, "bootstrap.n_resamples=-5"], "bootstrap.n_resamples=-5: must be an integer in [1, "),
+    ([*EVAL_FAST, "bootstrap.n_resamples=0"], "bootstrap.n_resamples=0: must be an integer in [1, "),
+    (["discover", "--config-dir", "/nonexistent", "corpus=x.txt"], "--config-dir /nonexistent: not found"),
+    (["answer", "--config-dir", "/nonexistent", "model=tiny", "prompt=A man. Why?"],
+     "--config-dir /nonexistent: not found"),
+    (["answer", "model=tiny", "retrieval=none", "prompt=A man. Why?", "prompt_file=p.txt"],
+     "prompt= and prompt_file=p.txt are both set"),
+]
+
+
+@pytest.mark.parametrize(("args", "start"), TRACEBACK_CASES, ids=[" ".join(a[-1:]) for a, _ in TRACEBACK_CASES])
+def test_issue25_tracebacks_are_one_line(args, start, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "p.txt").write_text("A woman. What is it?\n")
+    res = run_cli([*args, f"hydra.run.dir={tmp_path}/run", f"out={tmp_path}/out"]
+                  if args[0] == "evaluate" else [*args, f"hydra.run.dir={tmp_path}/run"], monkeypatch, capsys)
+    msg = res.one_error_line()
+    assert msg.startswith(start), msg
+    assert not (tmp_path / "run").exists() and not (tmp_path / "out").exists()
+
+
+def test_bootstrap_settings_are_checked_before_generation_from_the_library():
+    """``evaluate()`` called directly refuses a bad confidence before its first prompt, not after the last."""
+    from qwenft.clinical.evaluate import evaluate, load_strategy
+    from qwenft.errors import UserError
+
+    class NoModel:  # generating anything would fail loudly
+        def __getattr__(self, name):  # noqa: ANN001, ANN204
+            raise AssertionError(f"the model was used ({name}) before the settings were checked")
+
+    records = [{**CLIN, "id": "r1"}]
+    for kw, needle in (({"confidence": 1.5}, "bootstrap.confidence=1.5"), ({"n_resamples": -5},
+                                                                          "bootstrap.n_resamples=-5")):
+        with pytest.raises(UserError, match=needle):
+            evaluate(records, [load_strategy("decomposition")], NoModel(), None, 1, ["per_question"], {},
+                     progress=False, **kw)
+
+
+@pytest.mark.parametrize("kind", ["empty-dir", "missing", "file", "junk-files"])
+def test_discover_tokenizer_path_that_is_not_a_tokenizer(kind, tmp_path, monkeypatch, capsys):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("neurogenix is a drug.\n" * 5)
+    tok = tmp_path / "tok"
+    if kind == "empty-dir":
+        tok.mkdir()
+    elif kind == "file":
+        tok.write_text("x")
+    elif kind == "junk-files":
+        tok.mkdir()
+        (tok / "tokenizer.json").write_text("{not json")
+    res = run_cli(["discover", f"corpus={corpus}", f"tokenizer_path={tok}", f"out={tmp_path}/out",
+                   f"hydra.run.dir={tmp_path}/h"], monkeypatch, capsys)
+    msg = res.one_error_line()
+    needle = {"empty-dir": "no tokenizer files in it", "missing": "not found", "file": "is a file",
+              "junk-files": "cannot load the tokenizer"}[kind]
+    assert msg.startswith(f"tokenizer_path={tok}: {needle}"), msg
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("retrieval", ["dense", "hybrid"])
+def test_dense_retrieval_without_the_extra_names_the_extra(retrieval, tmp_path, monkeypatch, capsys):
+    """Without sentence-transformers: one line naming ``pip install 'qwenft[dense]'``, before the model loads."""
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)  # import fails as if not installed
+    loads = []
+    monkeypatch.setattr("qwenft.clinical.answer.open_engine", lambda *a, **k: loads.append(1))
+    res = run_cli(["answer", "model=tiny", f"retrieval={retrieval}", f"retrieval.cache_dir={tmp_path}/c",
+                   "prompt=A man with a cough. What is it?", f"hydra.run.dir={tmp_path}/run"], monkeypatch, capsys)
+    msg = res.one_error_line()
+    assert "pip install 'qwenft[dense]'" in msg and msg.startswith("retrieval=dense"), msg
+    assert not loads and res.out == ""
 
 
 def test_battery_size():

@@ -24,6 +24,11 @@ def read_prompt(cfg: DictConfig) -> str:
     ``QWENFT_MAX_PROMPT_MB`` (1 MiB), valid UTF-8 (stdin is read as bytes: Python would otherwise let latin-1
     bytes through as surrogates that fail inside the tokenizer).
     """
+    from qwenft.validation import prompt_and_file
+
+    both = prompt_and_file(cfg)
+    if both:
+        raise UserError(both)
     if cfg.get("prompt"):
         text = str(cfg.prompt)
         if len(text.encode("utf-8", "surrogatepass")) > limit_bytes("prompt"):

@@ -206,6 +206,10 @@ def evaluate(records: list[dict], strategies: list[Strategy], loaded, retriever,
     for b in budgets:
         if b not in BUDGETS:
             raise UserError(f"budgets: {b!r} is not one of {', '.join(BUDGETS)}")
+    if not 0 < confidence < 1:  # checked here too, not only after every prompt has been generated
+        raise UserError(f"bootstrap.confidence={confidence}: must be a number in (0, 1)")
+    if n_resamples < 1:
+        raise UserError(f"bootstrap.n_resamples={n_resamples}: must be an integer >= 1")
     cache = cache or PredictionCache(None)
     notes: list[str] = []
     if retrieval_only:
