@@ -103,8 +103,9 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
     return out
 
 
-def _loads(text: str) -> tuple[Any, str | None]:
-    """Parse one JSON document; any failure (bad syntax, huge ints, deep nesting) is a message, never a raise."""
+def loads_strict(text: str) -> tuple[Any, str | None]:
+    """Parse one JSON document; any failure (bad syntax, duplicate keys, huge ints, deep nesting) is a message,
+    never a raise. Data files and ``qwenft serve``'s request bodies read JSON this one way."""
     try:
         return json.loads(text, object_pairs_hook=_unique_keys), None
     except json.JSONDecodeError as err:
@@ -132,7 +133,7 @@ def _json_lines(path: Path, data: bytes) -> Iterator[Row]:
             yield n, None, (f"not valid UTF-8: byte 0x{raw[err.start]:02x} at byte offset {err.start} of the line "
                             f"(offset {start + err.start} in the file)")
             continue
-        value, problem = _loads(text)
+        value, problem = loads_strict(text)
         if problem is not None and "\r" in text.rstrip("\r"):  # old-Mac line ends: the editor shows 2 lines
             problem += " (the line holds a bare carriage return \\r; JSON lines are separated by \\n)"
         yield n, value, problem
@@ -198,7 +199,7 @@ def _json_rows(path: Path, data: bytes) -> Iterator[Row]:
             return
         if head == b"{":
             text = decode_utf8(data, str(path))
-            value, problem = _loads(text)
+            value, problem = loads_strict(text)
             first = text.count("\n", 0, len(text) - len(text.lstrip())) + 1
             if problem is None:  # a single object, possibly spread over many lines
                 yield first, value, None
@@ -220,7 +221,7 @@ def _pretty_object_error(text: str) -> Iterator[Row]:
         return
     except (ValueError, RecursionError):
         pass
-    yield 1, None, _loads(text)[1] or "malformed JSON"
+    yield 1, None, loads_strict(text)[1] or "malformed JSON"
 
 
 def _csv_rows(path: Path, data: bytes) -> Iterator[Row]:
@@ -351,7 +352,7 @@ class _View:
         if self.from_csv and key in LIST_FIELDS and isinstance(value, str):
             if not value.strip():
                 return None
-            value, problem = _loads(value)
+            value, problem = loads_strict(value)
             if problem is not None:
                 raise _Bad(f"column {self.name(key)} must hold a JSON array in CSV: {problem}")
         return value
