@@ -103,9 +103,8 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
     return out
 
 
-def loads_strict(text: str) -> tuple[Any, str | None]:
-    """Parse one JSON document; any failure (bad syntax, duplicate keys, huge ints, deep nesting) is a message,
-    never a raise. Data files and ``qwenft serve``'s request bodies read JSON this one way."""
+def _loads(text: str) -> tuple[Any, str | None]:
+    """Parse one JSON document; any failure (bad syntax, huge ints, deep nesting) is a message, never a raise."""
     try:
         return json.loads(text, object_pairs_hook=_unique_keys), None
     except json.JSONDecodeError as err:
@@ -116,6 +115,12 @@ def loads_strict(text: str) -> tuple[Any, str | None]:
         return None, f"malformed JSON: {str(err).splitlines()[0]}"
     except RecursionError:
         return None, "malformed JSON: nested too deeply"
+
+
+def loads_strict(text: str) -> tuple[Any, str | None]:
+    """(value, None) or (None, one-line problem): JSON read as data files are read -- duplicate keys, huge ints
+    and deep nesting are problems, never a raise. Knowledge bases and ``qwenft serve``'s request bodies too."""
+    return _loads(text)
 
 
 def _json_lines(path: Path, data: bytes) -> Iterator[Row]:
@@ -133,7 +138,7 @@ def _json_lines(path: Path, data: bytes) -> Iterator[Row]:
             yield n, None, (f"not valid UTF-8: byte 0x{raw[err.start]:02x} at byte offset {err.start} of the line "
                             f"(offset {start + err.start} in the file)")
             continue
-        value, problem = loads_strict(text)
+        value, problem = _loads(text)
         if problem is not None and "\r" in text.rstrip("\r"):  # old-Mac line ends: the editor shows 2 lines
             problem += " (the line holds a bare carriage return \\r; JSON lines are separated by \\n)"
         yield n, value, problem
@@ -199,7 +204,7 @@ def _json_rows(path: Path, data: bytes) -> Iterator[Row]:
             return
         if head == b"{":
             text = decode_utf8(data, str(path))
-            value, problem = loads_strict(text)
+            value, problem = _loads(text)
             first = text.count("\n", 0, len(text) - len(text.lstrip())) + 1
             if problem is None:  # a single object, possibly spread over many lines
                 yield first, value, None
@@ -221,7 +226,7 @@ def _pretty_object_error(text: str) -> Iterator[Row]:
         return
     except (ValueError, RecursionError):
         pass
-    yield 1, None, loads_strict(text)[1] or "malformed JSON"
+    yield 1, None, _loads(text)[1] or "malformed JSON"
 
 
 def _csv_rows(path: Path, data: bytes) -> Iterator[Row]:
@@ -352,7 +357,7 @@ class _View:
         if self.from_csv and key in LIST_FIELDS and isinstance(value, str):
             if not value.strip():
                 return None
-            value, problem = loads_strict(value)
+            value, problem = _loads(value)
             if problem is not None:
                 raise _Bad(f"column {self.name(key)} must hold a JSON array in CSV: {problem}")
         return value
