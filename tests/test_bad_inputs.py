@@ -1019,7 +1019,8 @@ def test_k_zero_or_beyond_the_knowledge_base(k, tmp_path, monkeypatch, capsys):
 def test_battery_size():
     """The issue asks for at least 200 generated bad inputs; these are the parametrized lists above."""
     n = (len(DATA_CASES) + 2 * len(SPECIAL) + 2 * len(WORD_CASES) + len(CORPUS_CASES) + len(CONFIG_CASES)
-         + len(ISSUE_CASES) + len(HYDRA_CASES) + len(STDIN_CASES) + len(PROMPT_FILE_CASES) + len(BROKEN_METRICS))
+         + len(ISSUE_CASES) + len(HYDRA_CASES) + len(STDIN_CASES) + len(PROMPT_FILE_CASES) + len(BROKEN_METRICS)
+         + len(TRACEBACK_CASES) + 2 * len(KB_CASES) + 2 * len(STRATEGIES))
     assert n >= 200, n
 
 
