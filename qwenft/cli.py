@@ -215,6 +215,10 @@ def precheck(verb: str, config_name: str, rest: list[str]) -> RunGuard | None:
             args = get_args_parser().parse_args(rest)
     except SystemExit:
         return None  # an argparse error: Hydra reports it itself
+    if args.config_dir:
+        problem = config_dir_problem(args.config_dir)
+        if problem:
+            fail(f"error: --config-dir {args.config_dir}: {problem}", 2)
     if args.help or args.hydra_help or args.info or args.shell_completion or args.cfg or args.config_path \
             or args.experimental_rerun or (args.config_name and args.config_name != config_name):
         return None
@@ -274,6 +278,16 @@ def sweep_extra_missing(overrides: list[str]) -> str | None:
     except ImportError:
         return (f"{chosen[0]}: the Optuna sweeper is not installed; install the sweep extra: "
                 "pip install 'qwenft[sweep]'")
+    return None
+
+
+def config_dir_problem(path: str) -> str | None:
+    """Why ``--config-dir`` cannot be used (Hydra says it in a warning, a traceback hint and an error), or None."""
+    folder = Path(path).expanduser()
+    if not folder.exists():
+        return "not found (a folder of your own configs, e.g. DIR/model/mine.yaml for model=mine)"
+    if not folder.is_dir():
+        return "is a file, not a folder of configs"
     return None
 
 

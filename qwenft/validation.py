@@ -384,11 +384,14 @@ RULES: dict[str, dict[str, Rule | Callable[[DictConfig], Rule]]] = {
     "evaluate": {
         "data_path": TEXT, "words_file": OPT_TEXT, "n_prompts": Int(0, 10**6, null=True),
         "strategies": _strategies, "budgets": _budgets, "k": Int(0, 100), "log_text": BOOL, "out": TEXT,
+        "retrieval_only": BOOL, "progress": BOOL, "reference_strategy": OPT_TEXT,
+        "bootstrap.n_resamples": Int(1, 10**6), "bootstrap.confidence": Float(0, 1, lo_open=True, hi_open=True),
+        "bootstrap.seed": SEED,
         **{f"generation.{k}": r for k, r in GENERATION.items()}, **MODEL, **STRATEGY, **RETRIEVAL,
     },
     "serve": {
         "host": TEXT, "port": Int(0, 65535), "k": Int(0, 100), "budget": Enum("per_question", "per_prompt"),
-        "max_questions": Int(1, 1000), "max_request_kb": Int(1, 1 << 20),
+        "max_questions": Int(1, 1000), "max_request_kb": Int(1, 1 << 20), "body_timeout_s": Float(0, 3600, lo_open=True),
         **{f"generation.{k}": r for k, r in GENERATION.items()}, **MODEL, **STRATEGY, **RETRIEVAL,
     },
     "discover": {
@@ -466,10 +469,18 @@ def _val_without_train(cfg: DictConfig) -> str | None:
     return None
 
 
+def prompt_and_file(cfg: DictConfig) -> str | None:
+    """``prompt=`` and ``prompt_file=`` together: one of them would be ignored (``qwenft.clinical.answer``)."""
+    if cfg.get("prompt") is not None and cfg.get("prompt_file") is not None:
+        return (f"prompt= and prompt_file={cfg.get('prompt_file')} are both set: give one of them (or neither, "
+                "and pipe the prompt on stdin)")
+    return None
+
+
 CROSS: dict[str, list[Callable[[DictConfig], str | None]]] = {
     "train": [_never_stops, _no_words, _discover_keys, _tiny_heads, _val_without_train],
     "extend": [_no_words, _tiny_heads],
-    "answer": [_tiny_heads],
+    "answer": [_tiny_heads, prompt_and_file],
     "evaluate": [_tiny_heads],
 }
 

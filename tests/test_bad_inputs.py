@@ -12,6 +12,7 @@ import json
 import os
 import random
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -794,10 +795,232 @@ def test_outputs_follow_the_umask(mask, tmp_path):
     assert (tmp_path / "metrics.json").stat().st_mode & 0o777 == 0o666 & ~mask
 
 
+# ------------------------------------------------------------------------ issue 25: tracebacks -> one line
+EVAL_FAST = ["evaluate", "model=tiny", "retrieval=none", "n_prompts=1", "strategies=[decomposition]",
+             "budgets=[per_question]", "generation.max_new_tokens=1", "progress=false"]
+TRACEBACK_CASES = [  # (args, the message's start); each refused before a model loads or a file is written
+    ([*EVAL_FAST, "bootstrap.confidence=1.5"], "bootstrap.confidence=1.5: must be a number in (0, 1)"),
+    ([*EVAL_FAST, "bootstrap.confidence=0"], "bootstrap.confidence=0: must be a number in (0, 1)"),
+    ([*EVAL_FAST, "bootstrap.n_resamples=-5"], "bootstrap.n_resamples=-5: must be an integer in [1, "),
+    ([*EVAL_FAST, "bootstrap.n_resamples=0"], "bootstrap.n_resamples=0: must be an integer in [1, "),
+    (["discover", "--config-dir", "/nonexistent", "corpus=x.txt"], "--config-dir /nonexistent: not found"),
+    (["answer", "--config-dir", "/nonexistent", "model=tiny", "prompt=A man. Why?"],
+     "--config-dir /nonexistent: not found"),
+    (["answer", "model=tiny", "retrieval=none", "prompt=A man. Why?", "prompt_file=p.txt"],
+     "prompt= and prompt_file=p.txt are both set"),
+]
+
+
+@pytest.mark.parametrize(("args", "start"), TRACEBACK_CASES, ids=[" ".join(a[-1:]) for a, _ in TRACEBACK_CASES])
+def test_issue25_tracebacks_are_one_line(args, start, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "p.txt").write_text("A woman. What is it?\n")
+    res = run_cli([*args, f"hydra.run.dir={tmp_path}/run", f"out={tmp_path}/out"]
+                  if args[0] == "evaluate" else [*args, f"hydra.run.dir={tmp_path}/run"], monkeypatch, capsys)
+    msg = res.one_error_line()
+    assert msg.startswith(start), msg
+    assert not (tmp_path / "run").exists() and not (tmp_path / "out").exists()
+
+
+def test_bootstrap_settings_are_checked_before_generation_from_the_library():
+    """``evaluate()`` called directly refuses a bad confidence before its first prompt, not after the last."""
+    from qwenft.clinical.evaluate import evaluate, load_strategy
+    from qwenft.errors import UserError
+
+    class NoModel:  # generating anything would fail loudly
+        def __getattr__(self, name):  # noqa: ANN001, ANN204
+            raise AssertionError(f"the model was used ({name}) before the settings were checked")
+
+    records = [{**CLIN, "id": "r1"}]
+    for kw, needle in (({"confidence": 1.5}, "bootstrap.confidence=1.5"), ({"n_resamples": -5},
+                                                                          "bootstrap.n_resamples=-5")):
+        with pytest.raises(UserError, match=needle):
+            evaluate(records, [load_strategy("decomposition")], NoModel(), None, 1, ["per_question"], {},
+                     progress=False, **kw)
+
+
+@pytest.mark.parametrize("kind", ["empty-dir", "missing", "file", "junk-files"])
+def test_discover_tokenizer_path_that_is_not_a_tokenizer(kind, tmp_path, monkeypatch, capsys):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("neurogenix is a drug.\n" * 5)
+    tok = tmp_path / "tok"
+    if kind == "empty-dir":
+        tok.mkdir()
+    elif kind == "file":
+        tok.write_text("x")
+    elif kind == "junk-files":
+        tok.mkdir()
+        (tok / "tokenizer.json").write_text("{not json")
+    res = run_cli(["discover", f"corpus={corpus}", f"tokenizer_path={tok}", f"out={tmp_path}/out",
+                   f"hydra.run.dir={tmp_path}/h"], monkeypatch, capsys)
+    msg = res.one_error_line()
+    needle = {"empty-dir": "no tokenizer files in it", "missing": "not found", "file": "is a file",
+              "junk-files": "cannot load the tokenizer"}[kind]
+    assert msg.startswith(f"tokenizer_path={tok}: {needle}"), msg
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("retrieval", ["dense", "hybrid"])
+def test_dense_retrieval_without_the_extra_names_the_extra(retrieval, tmp_path, monkeypatch, capsys):
+    """Without sentence-transformers: one line naming ``pip install 'qwenft[dense]'``, before the model loads."""
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)  # import fails as if not installed
+    loads = []
+    monkeypatch.setattr("qwenft.clinical.answer.open_engine", lambda *a, **k: loads.append(1))
+    res = run_cli(["answer", "model=tiny", f"retrieval={retrieval}", f"retrieval.cache_dir={tmp_path}/c",
+                   "prompt=A man with a cough. What is it?", f"hydra.run.dir={tmp_path}/run"], monkeypatch, capsys)
+    msg = res.one_error_line()
+    assert "pip install 'qwenft[dense]'" in msg and msg.startswith("retrieval=dense"), msg
+    assert not loads and res.out == ""
+
+
+# --------------------------------------------------- combinations: valid settings that meet unexpectedly (#25)
+ONE_Q = "A 40-year-old man has had a cough and night sweats for three weeks. What is the most likely diagnosis?"
+NO_Q = "A 40-year-old man has had a cough and night sweats for three weeks."
+GEN_FAST = ["generation.max_new_tokens=2", "generation.bf16=false", "model.tie_word_embeddings=false"]
+UNRELATED_KB = [{"id": f"astro-{i}", "title": "astronomy", "text": f"Comet {i} orbits beyond Neptune every {i} years."}
+                for i in range(1, 6)]
+STRATEGIES = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "qwenft" / "conf" / "strategy").glob("*.yaml"))
+
+
+def _answer_json(res) -> dict:  # noqa: ANN001 - Outcome
+    assert res.code == 0 and "Traceback" not in res.err, (res.code, res.err[-3000:])
+    return json.loads(res.out)
+
+
+@pytest.fixture(scope="module")
+def bm25_cache(tmp_path_factory) -> Path:
+    """One BM25 index cache for the combination cases (an index is keyed by the KB's sha256)."""
+    return tmp_path_factory.mktemp("bm25")
+
+
+def _slow_unless(fast: bool) -> list:
+    return [] if fast else [pytest.mark.slow]  # ~10 s each in-process: the first of each kind runs by default
+
+
+@pytest.mark.parametrize(("strategy", "prompt"), [
+    pytest.param(s, p, id=f"{s}-{pid}", marks=_slow_unless(pid == "one-question" or s == "decomposition"))
+    for s in STRATEGIES for p, pid in ((ONE_Q, "one-question"), (NO_Q, "no-question"))])
+def test_one_question_prompts_for_every_strategy(strategy, prompt, bm25_cache, tmp_path, monkeypatch, capsys):
+    """A prompt of one question (or none: answered as one) through every strategy, retrieval on."""
+    res = run_cli(["answer", "model=tiny", *GEN_FAST, f"strategy={strategy}", "retrieval=bm25", "k=2", "output=json",
+                   f"retrieval.cache_dir={bm25_cache}", f"prompt={prompt}", f"hydra.run.dir={tmp_path}/run"],
+                  monkeypatch, capsys)
+    data = _answer_json(res)
+    expected = "What is the most likely diagnosis?" if prompt == ONE_Q else NO_Q
+    assert [a["question"] for a in data["answers"]] == [expected], data
+    assert all(len(a["evidence"]) <= 2 for a in data["answers"])
+
+
+@pytest.mark.parametrize("strategy", [pytest.param(s, marks=_slow_unless(s in ("decomposition", "pool_rerank")))
+                                      for s in ("decomposition", "whole_prompt", "pool_rerank", "hyde")])
+def test_retrieval_from_a_knowledge_base_with_no_overlap(strategy, tmp_path, monkeypatch, capsys):
+    """No word of the prompt is in any document: the run answers (with whatever BM25 ranks), no crash."""
+    kb = tmp_path / "kb.jsonl"
+    kb.write_bytes(jl(*UNRELATED_KB))
+    res = run_cli(["answer", "model=tiny", *GEN_FAST, f"strategy={strategy}", "retrieval=bm25", f"retrieval.kb_path={kb}",
+                   f"retrieval.cache_dir={tmp_path}/bm25", "k=2", "output=json", f"prompt={ONE_Q}",
+                   f"hydra.run.dir={tmp_path}/run"], monkeypatch, capsys)
+    data = _answer_json(res)
+    assert len(data["answers"]) == 1
+    assert set(d for a in data["answers"] for d in a["evidence"]) <= {d["id"] for d in UNRELATED_KB}
+
+
+KB_CASES = [  # (content, needle): a knowledge base that cannot be searched is one line naming the file
+    (b"", "no documents"),
+    (b"\n  \n", "no documents"),
+    (jl({"id": "a", "text": "x"}, "[" * 100_000 + "]" * 100_000), ":2: malformed JSON"),
+    (jl('{"id": "a", "text": "x", "text": "y"}'), ":1: duplicate key 'text'"),
+    (jl({"id": "a", "text": "   "}), ":1: each line needs a non-empty string 'text'"),
+    (b"\xff\xfe", "not UTF-8"),
+]
+
+
+@pytest.mark.parametrize("retrieval", ["bm25", "hybrid"])
+@pytest.mark.parametrize(("content", "needle"), KB_CASES, ids=[str(i) for i in range(len(KB_CASES))])
+def test_an_unusable_knowledge_base_is_one_line_before_the_model(content, needle, retrieval, tmp_path, monkeypatch,
+                                                                 capsys):
+    kb = tmp_path / "kb.jsonl"
+    kb.write_bytes(content)
+    loads = []
+    monkeypatch.setattr("qwenft.clinical.answer.open_engine", lambda *a, **k: loads.append(1))
+    res = run_cli(["answer", "model=tiny", f"retrieval={retrieval}", f"retrieval.kb_path={kb}",
+                   f"retrieval.cache_dir={tmp_path}/c", f"prompt={ONE_Q}", f"hydra.run.dir={tmp_path}/run"],
+                  monkeypatch, capsys)
+    msg = res.one_error_line()
+    assert msg.startswith(str(kb)) and needle in msg, msg
+    assert not loads and res.out == ""
+
+
+def _clinical_file(tmp_path: Path, gold: bool, n: int = 3) -> Path:
+    from qwenft.data.datamodule import DEMO_DIR
+
+    recs = [json.loads(line) for line in (DEMO_DIR / "test.jsonl").read_text().splitlines()[:n]]
+    if not gold:
+        recs = [{k: v for k, v in r.items() if k != "gold_docs"} for r in recs]
+    path = tmp_path / ("gold.jsonl" if gold else "nogold.jsonl")
+    path.write_bytes(jl(*recs))
+    return path
+
+
+def test_evaluation_without_gold_documents_has_no_retrieval_metrics(tmp_path, monkeypatch, capsys):
+    """Retrieval on, records without gold_docs: recall/hit/MRR do not apply (NaN, n=0, no column), not 0."""
+    data = _clinical_file(tmp_path, gold=False)
+    res = run_cli(["evaluate", "model=tiny", *GEN_FAST, f"data_path={data}", "retrieval=bm25",
+                   f"retrieval.cache_dir={tmp_path}/bm25", "strategies=[decomposition,whole_prompt]",
+                   "budgets=[per_question]", "n_prompts=null", "progress=false", "bootstrap.n_resamples=20",
+                   f"out={tmp_path}/out", f"hydra.run.dir={tmp_path}/run"], monkeypatch, capsys)
+    assert res.code == 0 and "Traceback" not in res.err, res.err[-3000:]
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text(), parse_constant=lambda c: float(c))
+    for row in metrics["rows"]:
+        for m in ("recall_at_k", "hit_at_k", "mrr"):
+            assert row["n"][m] == 0 and row[m] != row[m], (m, row[m])  # NaN, on no prompt
+        assert row["n"]["answer_f1"] == 3
+    header = (tmp_path / "out" / "table.md").read_text().splitlines()[0]
+    assert "recall@k" not in header and "hit@k" not in header and "answer F1" in header
+
+
+def test_retrieval_only_without_gold_documents_is_one_line(tmp_path, monkeypatch, capsys):
+    """retrieval_only scores nothing but retrieval against gold_docs: without any, refused before searching."""
+    data = _clinical_file(tmp_path, gold=False)
+    res = run_cli(["evaluate", "model=tiny", f"data_path={data}", "retrieval=bm25", "retrieval_only=true",
+                   f"retrieval.cache_dir={tmp_path}/bm25", "progress=false", f"out={tmp_path}/out",
+                   f"hydra.run.dir={tmp_path}/run"], monkeypatch, capsys)
+    msg = res.one_error_line()
+    assert msg.startswith("retrieval_only=true") and "gold_docs" in msg and str(data) in msg, msg
+    assert not (tmp_path / "out").exists()
+
+
+def test_gold_documents_that_are_not_in_the_knowledge_base_are_noted(tmp_path, monkeypatch, capsys):
+    """Gold ids from another knowledge base score 0 everywhere; the table says why instead of a bare 0."""
+    data = _clinical_file(tmp_path, gold=True)
+    kb = tmp_path / "kb.jsonl"
+    kb.write_bytes(jl(*UNRELATED_KB))
+    res = run_cli(["evaluate", "model=tiny", f"data_path={data}", "retrieval=bm25", f"retrieval.kb_path={kb}",
+                   "retrieval_only=true", f"retrieval.cache_dir={tmp_path}/bm25", "progress=false",
+                   "n_prompts=null", "bootstrap.n_resamples=20", f"out={tmp_path}/out",
+                   f"hydra.run.dir={tmp_path}/run"], monkeypatch, capsys)
+    assert res.code == 0 and "Traceback" not in res.err, res.err[-3000:]
+    table = (tmp_path / "out" / "table.md").read_text()
+    assert "none of the gold document ids" in table and str(kb) in table, table
+
+
+@pytest.mark.parametrize("k", ["0", "50"])
+def test_k_zero_or_beyond_the_knowledge_base(k, tmp_path, monkeypatch, capsys):
+    """k=0 with retrieval on answers without documents; k over the KB's size returns what there is."""
+    kb = tmp_path / "kb.jsonl"
+    kb.write_bytes(jl(*UNRELATED_KB))
+    res = run_cli(["answer", "model=tiny", *GEN_FAST, "retrieval=bm25", f"retrieval.kb_path={kb}",
+                   f"retrieval.cache_dir={tmp_path}/bm25", f"k={k}", "output=json", f"prompt={ONE_Q}",
+                   f"hydra.run.dir={tmp_path}/run"], monkeypatch, capsys)
+    data = _answer_json(res)
+    assert len(data["answers"][0]["evidence"]) <= (0 if k == "0" else len(UNRELATED_KB))
+
+
 def test_battery_size():
     """The issue asks for at least 200 generated bad inputs; these are the parametrized lists above."""
     n = (len(DATA_CASES) + 2 * len(SPECIAL) + 2 * len(WORD_CASES) + len(CORPUS_CASES) + len(CONFIG_CASES)
-         + len(ISSUE_CASES) + len(HYDRA_CASES) + len(STDIN_CASES) + len(PROMPT_FILE_CASES) + len(BROKEN_METRICS))
+         + len(ISSUE_CASES) + len(HYDRA_CASES) + len(STDIN_CASES) + len(PROMPT_FILE_CASES) + len(BROKEN_METRICS)
+         + len(TRACEBACK_CASES) + 2 * len(KB_CASES) + 2 * len(STRATEGIES))
     assert n >= 200, n
 
 

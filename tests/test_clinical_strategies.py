@@ -261,7 +261,9 @@ def test_prompt_sources_in_order(tmp_path, monkeypatch):
 
     (tmp_path / "p.txt").write_text("from a file", encoding="utf-8")
     monkeypatch.setattr(sys, "stdin", io.StringIO("from stdin"))
-    assert read_prompt(OmegaConf.create({"prompt": "from argv", "prompt_file": str(tmp_path / "p.txt")})) == "from argv"
+    assert read_prompt(OmegaConf.create({"prompt": "from argv", "prompt_file": None})) == "from argv"
+    with pytest.raises(UserError, match="are both set"):  # one of them would be ignored (issue 25)
+        read_prompt(OmegaConf.create({"prompt": "from argv", "prompt_file": str(tmp_path / "p.txt")}))
     assert read_prompt(OmegaConf.create({"prompt": None, "prompt_file": str(tmp_path / "p.txt")})) == "from a file"
     assert read_prompt(OmegaConf.create({"prompt": None, "prompt_file": None})) == "from stdin"
     (tmp_path / "bad.txt").write_bytes(b"\xff\xfe")

@@ -200,3 +200,54 @@ def test_cli_names_the_unset_data_path_in_one_line(tmp_path):
     assert out.returncode == 2, out.stderr[-2000:]
     assert out.stderr.strip().splitlines() == [out.stderr.strip()] and "eval_data.path is not set" in out.stderr
     assert not (tmp_path / "out").exists()  # nothing written, no model loaded
+
+
+# ---------------------------------------------------------------------------------------- gold_docs shapes
+
+
+def _flat_gold(records: list[dict]) -> list[dict]:
+    """The demo records with ``gold_docs`` as hand-written files often have it: one id per question."""
+    return [{**r, "gold_docs": [g[0] for g in r["gold_docs"]]} for r in records]
+
+
+def test_gold_docs_as_lists_or_one_id_per_question_score_the_same(tmp_path):
+    """A flat list of ids scored each id's characters (recall = hit = MRR = 0); both shapes now score alike."""
+    one_each = [{**r, "gold_docs": [g[:1] for g in r["gold_docs"]]} for r in RECORDS[:8]]
+    lists, flat = tmp_path / "lists.jsonl", tmp_path / "flat.jsonl"
+    lists.write_text("".join(json.dumps(r) + "\n" for r in one_each))
+    flat.write_text("".join(json.dumps(r) + "\n" for r in _flat_gold(RECORDS[:8])))
+    rows = {}
+    for path in (lists, flat):
+        result = _run(tmp_path / path.stem, f"data_path={path}", "retrieval_only=true", "k=2", "n_prompts=null",
+                      "strategies=[whole_prompt,decomposition]", "bootstrap.n_resamples=50")
+        rows[path.stem] = [{m: r[m] for m in ("recall_at_k", "hit_at_k", "mrr")} | {"n": r["n"]["hit_at_k"]}
+                           for r in result["rows"]]
+    assert rows["flat"] == rows["lists"]
+    assert all(r["n"] == 8 and r["hit_at_k"] > 0 for r in rows["flat"]), rows
+
+
+BAD_GOLD = [  # (gold_docs for a record of 2 questions, needle)
+    (["d1"], "has 1 ids for 2 questions"),
+    (["d1", "d2", "d3"], "has 3 ids for 2 questions"),
+    ([["d1"]], "has 1 lists for 2 questions"),
+    (["d1", ["d2"]], "mixes ids and lists of ids"),
+    ([["d1"], [3.5]], "'gold_docs'[1][0] must be a document id"),
+    ([None, "d2"], "'gold_docs'[0] must be a document id"),
+    (["d1", ""], "'gold_docs'[1] must be a document id (a non-empty string), got an empty string"),
+    ({"q1": "d1"}, "must be an array, got object"),
+    ("d1", "must be an array, got string"),
+]
+
+
+@pytest.mark.parametrize(("gold", "needle"), BAD_GOLD, ids=[json.dumps(g) for g, _ in BAD_GOLD])
+def test_gold_docs_of_another_shape_are_one_line_naming_file_and_line(gold, needle, tmp_path):
+    from qwenft.errors import DataError
+
+    good = {"scenario": "A man.", "questions": ["Cause?", "Next?"], "summary": "Man.", "answers": ["Flu.", "Rest."]}
+    path = tmp_path / "eval.jsonl"
+    path.write_text(json.dumps({**good, "gold_docs": [["d1"], ["d2"]]}) + "\n" +
+                    json.dumps({**good, "gold_docs": gold}) + "\n")
+    with pytest.raises(DataError) as err:
+        _run(tmp_path, f"data_path={path}", "retrieval_only=true")
+    msg = str(err.value)
+    assert msg.startswith(f"{path}:2: ") and needle in msg and "\n" not in msg, msg

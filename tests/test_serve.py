@@ -132,6 +132,61 @@ def test_serve_hf_answers_refuses_bad_requests_and_stops_cleanly(tmp_path):
     assert_all_gone(procs)
 
 
+def _raw_request(url: str, head: bytes, body: bytes, wait_s: float) -> tuple[bytes, float, bool]:
+    """Send ``head`` + ``body`` on a raw socket (a client that stalls); (what came back, seconds until the
+    first byte, whether the server closed the connection)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=wait_s) as sock:
+        sock.sendall(head + body)
+        start, reply, took = time.monotonic(), b"", None
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except (TimeoutError, ConnectionResetError):
+                return reply, took if took is not None else time.monotonic() - start, False
+            if not chunk:
+                return reply, took if took is not None else time.monotonic() - start, True
+            took = time.monotonic() - start if took is None else took
+            reply += chunk
+            sock.settimeout(5)
+
+
+def test_serve_refuses_hostile_bodies_with_4xx_in_bounded_time(tmp_path):
+    """Deep nesting (was 503 RecursionError), a duplicate "prompt" (was 200, last wins), a body shorter than its
+    Content-Length (hung 25 s, then a full ASGI stack in the log): each a 4xx, quickly, nothing in the log."""
+    served = Served(["model=tiny", "retrieval=none", "generation.engine=hf", "port=0", "generation.max_new_tokens=2",
+                     "generation.bf16=false", "body_timeout_s=2"], tmp_path, start_timeout=300)
+    try:
+        with httpx.Client(base_url=served.api, timeout=60) as client:
+            for body in (b'{"prompt": "A man. Why?", "k": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+                         b"[" * 200_000 + b"]" * 200_000):
+                r = client.post("/answer", content=body, headers={"content-type": "application/json"})
+                assert r.status_code == 400 and "nested too deeply" in r.json()["error"], (r.status_code, r.text)
+            r = client.post("/answer", content=b'{"prompt": "A man. Why?", "prompt": "A woman. What?"}')
+            assert r.status_code == 400 and "duplicate key 'prompt'" in r.json()["error"], r.text
+            r = client.post("/answer", content=b'{"prompt": "A man. Why?", "k": 1, "k": 2}')
+            assert r.status_code == 400 and "duplicate key 'k'" in r.json()["error"], r.text
+
+        head = (b"POST /answer HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 100\r\n\r\n")
+        for _ in range(2):
+            reply, took, closed = _raw_request(served.api, head, b'{"prompt": "A man', wait_s=15)
+            assert reply.startswith(b"HTTP/1.1 408 "), (reply[:200], took)
+            assert b"did not arrive within 2 s" in reply and 1.5 < took < 6, (reply, took)
+            assert closed  # the connection is not left open with half a body in it
+        with httpx.Client(base_url=served.api, timeout=60) as client:  # still serving
+            ok = client.post("/answer", json={"prompt": PROMPT})
+            assert ok.status_code == 200, ok.text
+    finally:
+        code = served.stop()
+    assert code == 0, served.stderr[-20:]
+    log = "\n".join(served.stderr + served.stdout)
+    assert "Traceback" not in log and "Exception in ASGI" not in log, log[-3000:]
+
+
 def test_serve_refuses_a_taken_port_before_loading(tmp_path):
     import socket
 

@@ -12,7 +12,6 @@ from omegaconf import DictConfig, OmegaConf
 from qwenft.clinical.engines import Engine, decoding, open_engine
 from qwenft.clinical.output import Response
 from qwenft.clinical.parse import Parsed
-from qwenft.clinical.strategies import answer
 from qwenft.errors import UserError
 from qwenft.inputs import check_text, decode_utf8, limit_bytes, read_bytes, read_stream
 
@@ -24,6 +23,11 @@ def read_prompt(cfg: DictConfig) -> str:
     ``QWENFT_MAX_PROMPT_MB`` (1 MiB), valid UTF-8 (stdin is read as bytes: Python would otherwise let latin-1
     bytes through as surrogates that fail inside the tokenizer).
     """
+    from qwenft.validation import prompt_and_file
+
+    both = prompt_and_file(cfg)
+    if both:
+        raise UserError(both)
     if cfg.get("prompt"):
         text = str(cfg.prompt)
         if len(text.encode("utf-8", "surrogatepass")) > limit_bytes("prompt"):
@@ -96,8 +100,9 @@ def respond(cfg: DictConfig, parsed: Parsed) -> Response:
         check_context(parsed, engine.tokenizer, engine.model, int(gen.get("max_new_tokens", 64)),
                       bool(getattr(strategy, "whole_prompt", False)))
 
+    from qwenft.clinical.evaluate import answer_prompt
+
     engine, strategy, retriever = build(cfg, fits)
-    with engine:
-        response, _ = answer(parsed, strategy, engine.model, engine.tokenizer, engine.instruct, retriever,
-                             int(cfg.k), str(cfg.budget), gen)
+    with engine:  # answer_prompt: a strategy that answers a whole prompt itself (pool_rerank) does, as in serve
+        response, _ = answer_prompt(parsed, strategy, engine, retriever, int(cfg.k), str(cfg.budget), gen)
     return response

@@ -190,6 +190,28 @@ class Evaluation:
     resumed: int = 0
 
 
+def has_gold(records: list[dict]) -> bool:
+    """Whether any record names a gold document (recall@k, hit@k and MRR need them)."""
+    return any(ids for rec in records for ids in (rec.get("gold_docs") or []))
+
+
+def gold_outside_kb(records: list[dict], retriever) -> str | None:  # noqa: ANN001
+    """A note when gold document ids are not in the knowledge base searched: such a document can never be
+    retrieved, so recall is 0 by construction (usually a knowledge base other than the data's)."""
+    kb = getattr(retriever, "kb", None)
+    if kb is None or not hasattr(kb, "ids"):
+        return None
+    gold = {str(d) for rec in records for ids in (rec.get("gold_docs") or []) for d in ids}
+    missing = sorted(gold - set(kb.ids()))
+    if not missing:
+        return None
+    if len(missing) == len(gold):
+        return (f"none of the gold document ids of the data ({len(gold)}, e.g. {missing[0]!r}) is in the knowledge "
+                f"base {kb.path}: recall@k, hit@k and MRR are 0 by construction (is it the data's knowledge base?)")
+    return (f"{len(missing)} of {len(gold)} gold document ids (e.g. {missing[0]!r}) are not in the knowledge base "
+            f"{kb.path}: those documents can never be retrieved")
+
+
 def _summarise(scores: list[dict], keys: tuple[str, ...], n_resamples: int, confidence: float,
                seed: int) -> dict[str, Estimate]:
     return {m: bootstrap_mean([s.get(m, math.nan) for s in scores], n_resamples, confidence, seed) for m in keys}
@@ -206,16 +228,27 @@ def evaluate(records: list[dict], strategies: list[Strategy], loaded, retriever,
     for b in budgets:
         if b not in BUDGETS:
             raise UserError(f"budgets: {b!r} is not one of {', '.join(BUDGETS)}")
+    if not 0 < confidence < 1:  # checked here too, not only after every prompt has been generated
+        raise UserError(f"bootstrap.confidence={confidence}: must be a number in (0, 1)")
+    if n_resamples < 1:
+        raise UserError(f"bootstrap.n_resamples={n_resamples}: must be an integer >= 1")
     cache = cache or PredictionCache(None)
     notes: list[str] = []
     if retrieval_only:
         if retriever is None:
             raise UserError("retrieval_only=true needs a retriever (retrieval=bm25, dense or hybrid)")
+        if not has_gold(records):
+            raise UserError("retrieval_only=true scores retrieval against gold_docs, and no record has any: "
+                            "nothing to score (add gold_docs, or drop retrieval_only to score the answers)")
         skipped = [s.name for s in strategies if needs_model_to_retrieve(s)]
         if skipped:
             notes.append(f"retrieval_only: {', '.join(skipped)} skipped (their queries are written by the model)")
             strategies = [s for s in strategies if not needs_model_to_retrieve(s)]
     keys = RETRIEVAL_METRICS if retrieval_only else METRICS
+    outside = gold_outside_kb(records, retriever)
+    if outside:
+        notes.append(outside)
+        log.warning(outside)
     rows, predictions, per_prompt = [], [], {}
     for strategy in strategies:
         first_budget = None

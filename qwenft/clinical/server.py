@@ -9,14 +9,16 @@ OpenAI-compatible API (``/v1/completions``, ``/v1/chat/completions``, ...) is it
 ``generation.vllm.host:port``; ``/answer`` sends its prompts there, so several requests batch together in vLLM.
 With ``hf`` (no vLLM on this machine) ``/answer`` runs the transformers model, one request at a time.
 
-Requests are bounded and checked before any work: at most ``max_request_kb`` of body (413), UTF-8 JSON with
-known fields of the right types, a known strategy, at most ``max_questions`` questions, a prompt the model's
+Requests are bounded and checked before any work: at most ``max_request_kb`` of body (413), all of it within
+``body_timeout_s`` (408, then the connection is closed), UTF-8 JSON without duplicate keys with known fields
+of the right types, a known strategy, at most ``max_questions`` questions, a prompt the model's
 context can hold -- each a 4xx with ``{"error": "<one line>"}``. SIGTERM / SIGINT stop the HTTP server, then
 the vLLM server, and the process exits 0.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import signal
@@ -48,6 +50,58 @@ class RequestError(Exception):
         self.status = status
 
 
+def decode_body(raw: bytes) -> object:
+    """A request body -> its JSON value, read as data files are (``qwenft.data.io.loads_strict``): a duplicate
+    key (``"prompt"`` twice: JSON would keep the last silently) or nesting too deep to parse is a 400, never a
+    server error."""
+    from qwenft.data.io import loads_strict
+
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise RequestError(400, f"the request body is not valid UTF-8 (byte {err.start})") from None
+    try:
+        json.loads(text)  # syntax errors keep their line and column
+    except json.JSONDecodeError as err:
+        raise RequestError(400, f"the request body is not JSON: {err.msg} at line {err.lineno} column "
+                                f"{err.colno}") from None
+    except (ValueError, RecursionError):
+        pass  # reported below, in data files' words
+    body, problem = loads_strict(text)
+    if problem is not None:
+        raise RequestError(400, f"the request body is not a valid request: {problem}")
+    return body
+
+
+async def read_body(request: Request, max_bytes: int, timeout_s: float) -> bytes:
+    """The whole request body, or a ``RequestError``: over ``max_bytes`` (413), or not all there within
+    ``timeout_s`` (408: a body shorter than its Content-Length would otherwise hold the request open until the
+    client gives up), or the client gone (400)."""
+    from starlette.requests import ClientDisconnect
+
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise RequestError(413, f"the request body is {int(declared)} bytes, over the limit of {max_bytes} "
+                                "(max_request_kb)")
+    raw = bytearray()
+
+    async def receive_all() -> None:
+        async for chunk in request.stream():
+            raw.extend(chunk)
+            if len(raw) > max_bytes:
+                raise RequestError(413, f"the request body is over the limit of {max_bytes} bytes (max_request_kb)")
+
+    try:
+        await asyncio.wait_for(receive_all(), timeout_s)
+    except TimeoutError:
+        expected = f" of the {declared} announced" if declared else ""
+        raise RequestError(408, f"the request body did not arrive within {timeout_s:g} s (body_timeout_s): got "
+                                f"{len(raw)} bytes{expected}") from None
+    except ClientDisconnect:
+        raise RequestError(400, "the client disconnected before sending the whole request body") from None
+    return bytes(raw)
+
+
 @dataclass
 class Answerer:
     """Everything ``/answer`` needs, built once at start: the engine, every strategy, the retriever, limits."""
@@ -64,15 +118,7 @@ class Answerer:
 
     def parse(self, raw: bytes) -> dict:
         """The request body -> its fields, or a ``RequestError`` (400) naming what is wrong."""
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise RequestError(400, f"the request body is not valid UTF-8 (byte {err.start})") from None
-        try:
-            body = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise RequestError(400, f"the request body is not JSON: {err.msg} at line {err.lineno} column "
-                                    f"{err.colno}") from None
+        body = decode_body(raw)
         if not isinstance(body, dict):
             raise RequestError(400, 'the request body must be a JSON object: {"prompt": "..."}')
         try:
@@ -104,13 +150,15 @@ class Answerer:
         return response
 
 
-def create_app(answerer: Answerer, info: dict, max_request_bytes: int) -> FastAPI:
+def create_app(answerer: Answerer, info: dict, max_request_bytes: int, body_timeout_s: float = 10.0) -> FastAPI:
     """The ASGI app: ``POST /answer`` and ``GET /health``; every error is ``{"error": "<one line>"}``."""
     app = FastAPI(title="qwenft", description="The clinical pipeline of qwenft: POST /answer; GET /health.",
                   docs_url="/docs", redoc_url=None, openapi_url="/openapi.json")
 
     def error(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status)
+        # a body that did not arrive (408) leaves the connection in an unknown state: close it
+        return JSONResponse({"error": message}, status_code=status,
+                            headers={"Connection": "close"} if status == 408 else None)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:  # 404, 405
@@ -133,17 +181,9 @@ def create_app(answerer: Answerer, info: dict, max_request_bytes: int) -> FastAP
               responses={200: {"description": '{"summary": ..., "answers": [{question, answer, evidence}]}'},
                          400: {"description": '{"error": "<one line>"}'}, 413: {"description": "body too large"}})
     async def answer(request: Request):  # noqa: ANN202
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > max_request_bytes:
-            return error(413, f"the request body is {int(declared)} bytes, over the limit of {max_request_bytes} "
-                              "(max_request_kb)")
-        raw = bytearray()
-        async for chunk in request.stream():
-            raw += chunk
-            if len(raw) > max_request_bytes:
-                return error(413, f"the request body is over the limit of {max_request_bytes} bytes (max_request_kb)")
         try:
-            fields_ = answerer.parse(bytes(raw))
+            raw = await read_body(request, max_request_bytes, body_timeout_s)
+            fields_ = answerer.parse(raw)
             response = await run_in_threadpool(answerer.answer, fields_)
         except RequestError as err:
             return error(err.status, str(err))
@@ -210,7 +250,7 @@ def serve(cfg: DictConfig, say: Callable[[str], None] | None = None) -> None:
                             int(cfg.max_questions), decoding(gen), threading.Lock() if engine.parallel == 1 else None)
         info = {"engine": engine.name, "model": getattr(engine, "folder", None) or getattr(engine, "label", None),
                 "openai_api": openai, "strategies": sorted(strategies), "default_strategy": default}
-        app = create_app(answerer, info, int(cfg.max_request_kb) * 1024)
+        app = create_app(answerer, info, int(cfg.max_request_kb) * 1024, float(cfg.body_timeout_s))
         server = _server_class()(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
         for s in previous:
             signal.signal(s, server.handle_exit)

