@@ -216,7 +216,7 @@ def test_retrieval_without_answers_batches_the_rewrites_of_many_prompts(loaded, 
     with pytest.raises(UserError, match="rewrite_batch=0: must be >= 1"):
         evaluate(records, strategies, spy, kb, 2, ["per_question"], GEN, progress=False, answers=False,
                  rewrite_batch=0)
-    with pytest.raises(UserError, match="answers=false .* needs the model"):
+    with pytest.raises(UserError, match="answers=false: strategies that write their queries need the model"):
         evaluate(records, strategies, None, kb, 2, ["per_question"], GEN, progress=False, answers=False)
 
 
@@ -244,6 +244,11 @@ def test_cli_refuses_a_bad_scope_in_one_line_before_the_model_loads(tmp_path):
     assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
     assert "strategy.scope='sideways': must be one of question, prompt" in out.stderr
     assert not (tmp_path / "out").exists()
+    out = cli("evaluate", "model=offline", "model.cache_dir=/nonexistent", "strategies=[step_back_prompt]",
+              "answers=false", "retrieval=none", f"out={tmp_path}/out", cwd=tmp_path)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr[-2000:]
+    assert "answers=false scores retrieval alone: it needs a retriever" in out.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_whole_layout_needs_room_for_the_whole_response(monkeypatch):
@@ -255,3 +260,32 @@ def test_whole_layout_needs_room_for_the_whole_response(monkeypatch):
                              "generation.max_new_tokens=2000", "generation.engine=hf", "generation.bf16=false"])
     with pytest.raises(UserError, match="needs about .* tokens"):  # 4 x 2000 > the tiny model's 4096
         answer_mod.respond(cfg, Parsed(REC["scenario"], REC["questions"]))
+
+
+def test_engines_count_prompt_and_generated_tokens_per_row(loaded):
+    """The costs of a prediction: prompt tokens are the ids sent (chat template included), generated tokens the
+    ids decoded for a row up to its end marker -- from HF's batch and from vLLM's completions alike."""
+    import httpx
+    import torch
+
+    from qwenft.clinical.generate import GenerationSettings, generate_batch, generated_lengths
+    from qwenft.clinical.vllm_server import VllmEngine
+    from qwenft.data.format import prompt_ids
+
+    prompts = ["Short.", "A much longer prompt than the first one, to be left padded."]
+    counts: list = []
+    generate_batch(loaded.model, loaded.tokenizer, prompts, True, max_new_tokens=3, bf16=False, counts=counts)
+    sent = [len(prompt_ids(loaded.tokenizer, [{"role": "user", "content": p}], True)) for p in prompts]
+    assert [c[0] for c in counts] == sent and all(1 <= c[1] <= 3 for c in counts)
+    assert generated_lengths(torch.tensor([[5, 151645, 151643, 151643], [5, 6, 7, 8]]), [151645, 151643]) == [2, 4]
+
+    def reply(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        return httpx.Response(200, json={"choices": [{"index": i, "token_ids": [11] * (i + 1)}
+                                                     for i in range(len(body["prompt"]))]})
+
+    engine = VllmEngine("http://vllm.test", loaded.tokenizer, True, "/nowhere")
+    engine.client = httpx.Client(base_url="http://vllm.test", transport=httpx.MockTransport(reply))
+    counts = []
+    assert len(engine.complete(prompts, GenerationSettings(max_new_tokens=3, bf16=False), counts=counts)) == 2
+    assert counts == [(sent[0], 1), (sent[1], 2)]

@@ -169,14 +169,12 @@ def pooled_scores(record: dict, trace: dict) -> dict[str, float]:
             "pool_mrr": sum(mrr(pool, list(g)) for g in gold) / len(gold)}
 
 
-def check_retrieval_run(strategies: list[Strategy], loaded, retriever, rewrite_batch: int) -> None:
-    """``answers=false``: what it needs, checked before the first prompt."""
+def check_retrieval_run(retriever, rewrite_batch: int) -> None:
+    """``answers=false``: what it needs besides the model, checked before the model loads."""
     if retriever is None:
         raise UserError("answers=false scores retrieval alone: it needs a retriever (retrieval=bm25, dense or hybrid)")
     if rewrite_batch < 1:
         raise UserError(f"rewrite_batch={rewrite_batch}: must be >= 1")
-    if loaded is None and any(needs_model_to_retrieve(s) for s in strategies):
-        raise UserError("answers=false with strategies that write their queries needs the model (retrieval_only=false)")
 
 
 def batched_retrieval(records: list[dict], strategy: Strategy, loaded, retriever, k: int, budget: str, gen: dict,
@@ -292,7 +290,9 @@ def evaluate(records: list[dict], strategies: list[Strategy], loaded, retriever,
             notes.append(f"retrieval_only: {', '.join(skipped)} skipped (their queries are written by the model)")
             strategies = [s for s in strategies if not needs_model_to_retrieve(s)]
     if not answers:
-        check_retrieval_run(strategies, loaded, retriever, rewrite_batch)
+        check_retrieval_run(retriever, rewrite_batch)
+        if loaded is None and any(needs_model_to_retrieve(s) for s in strategies):
+            raise UserError("answers=false: strategies that write their queries need the model (loaded=None)")
     retrieval_alone = retrieval_only or not answers
     keys = RETRIEVAL_METRICS if retrieval_alone else METRICS
     rows, predictions, per_prompt = [], [], {}

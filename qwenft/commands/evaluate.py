@@ -16,6 +16,7 @@ from qwenft.clinical.evaluate import (
     PredictionCache,
     build_eval_data,
     build_strategy,
+    check_retrieval_run,
     digest,
     evaluate,
     load_strategy,
@@ -43,6 +44,8 @@ def run(cfg: DictConfig) -> dict:
     retrieval_cfg = retrieval_config(cfg.retrieval, data)
     retriever = instantiate(retrieval_cfg)  # a bad knowledge base fails before the model loads
     gen = OmegaConf.to_container(cfg.generation, resolve=True)
+    if not answers:
+        check_retrieval_run(retriever, int(cfg.get("rewrite_batch", 32)))  # before the model loads
     # answers=false needs the model only to write queries; retrieval_only=true never
     needs_model = not cfg.retrieval_only and (answers or any(needs_model_to_retrieve(s) for s in strategies))
     engine = open_engine(gen, cfg.model) if needs_model else None  # generation.engine: hf or vllm
