@@ -289,3 +289,15 @@ def test_engines_count_prompt_and_generated_tokens_per_row(loaded):
     counts = []
     assert len(engine.complete(prompts, GenerationSettings(max_new_tokens=3, bf16=False), counts=counts)) == 2
     assert counts == [(sent[0], 1), (sent[1], 2)]
+
+
+def test_pooled_scores_read_every_question_against_the_prompts_whole_pool():
+    from qwenft.clinical.evaluate import pooled_scores
+
+    record = {"gold_docs": [["a"], ["z", "c"], []]}  # the third question has no gold: not counted
+    assert pooled_scores(record, {"pool": ["b", "c", "a"], "retrieved": [["b"], ["c"], ["a"]]}) == {
+        "pool_hit": 1.0, "pool_mrr": (1 / 3 + 1 / 2) / 2}
+    # no pool recorded (cached before scopes): the questions' documents interleaved by rank
+    assert pooled_scores(record, {"retrieved": [["b", "a"], ["d"]]})["pool_mrr"] == pytest.approx((1 / 3 + 0) / 2)
+    assert all(math.isnan(v) for v in pooled_scores(record, {"retrieval": False, "pool": ["a"]}).values())
+    assert all(math.isnan(v) for v in pooled_scores({"gold_docs": []}, {"pool": ["a"]}).values())

@@ -293,6 +293,8 @@ def evaluate(records: list[dict], strategies: list[Strategy], loaded, retriever,
         check_retrieval_run(retriever, rewrite_batch)
         if loaded is None and any(needs_model_to_retrieve(s) for s in strategies):
             raise UserError("answers=false: strategies that write their queries need the model (loaded=None)")
+        notes.append(f"answers=false: retrieval alone; the model's rewrites of up to {rewrite_batch} prompts per "
+                     "generate call (gen calls: the calls a prompt had rows in; s/prompt: its share of its call)")
     retrieval_alone = retrieval_only or not answers
     keys = RETRIEVAL_METRICS if retrieval_alone else METRICS
     rows, predictions, per_prompt = [], [], {}
