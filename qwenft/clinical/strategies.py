@@ -1,4 +1,4 @@
-"""The six ways to answer a multi-question clinical prompt (``conf/strategy/*.yaml``, one class each).
+"""The ways to answer a multi-question clinical prompt (``conf/strategy/*.yaml``: six classes, two scopes).
 
 ``whole_prompt`` (:class:`WholePrompt`) sends the whole prompt as one retrieval query and one generation, then parses the
 response back into the structure. Every other strategy answers per question -- the deterministic split of
