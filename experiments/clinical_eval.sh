@@ -4,7 +4,9 @@
 #   bash experiments/clinical_eval.sh retrieval    # minutes, no model: BM25 (and hybrid) retrieval on all MedQuAD
 #   bash experiments/clinical_eval.sh strategies   # hours on CPU: answer tables, >= 100 prompts per data set
 #   bash experiments/clinical_eval.sh loop         # hours on CPU: train arms on a split, evaluate on the other
-#   bash experiments/clinical_eval.sh all
+#   bash experiments/clinical_eval.sh grid         # issue 26: every translation x scope, retrieval only, 300 prompts
+#   bash experiments/clinical_eval.sh answers      # issue 26: answer tables, untrained + fine-tuned (FT_RUN)
+#   bash experiments/clinical_eval.sh all          # retrieval, strategies, loop (not grid / answers)
 #   MODEL=tiny N_PROMPTS=2 STEPS=2 N_TRAIN=16 N_VAL=4 RET_PROMPTS=20 HYBRID=0 NEW_TOKENS=4 ANSWER_K=1 ENGINE=hf \
 #     OUT=/tmp/ce RUNS=/tmp/ce/runs bash experiments/clinical_eval.sh all      # smoke test: every block
 #
@@ -31,6 +33,16 @@ STRATEGIES=${STRATEGIES:-[whole_prompt,decomposition,pool_rerank,multi_query,rag
 LOOP_STRATEGIES=${LOOP_STRATEGIES:-[whole_prompt,decomposition,pool_rerank]}  # the loop's answer strategies
 LOOP_BUDGETS=${LOOP_BUDGETS:-[per_question,per_prompt]}
 LOOP_PHASE=${LOOP_PHASE:-all}
+# issue 26: the translations at both scopes (question: after decomposition; prompt: on the whole prompt, its pool
+# reranked per question for per-question retrieval scores), plus whole_prompt and pool_rerank (decomposition's own
+# prompt-scope rows: the whole prompt as one query, read whole or reranked per question)
+GRID_PROMPTS=${GRID_PROMPTS:-300}  # held-out MedQuAD prompts of the retrieval grid
+GRID_STRATEGIES=${GRID_STRATEGIES:-[whole_prompt,decomposition,pool_rerank,multi_query,rag_fusion,step_back,hyde,multi_query_prompt_rerank,rag_fusion_prompt_rerank,step_back_prompt_rerank,hyde_prompt_rerank]}
+REWRITE_BATCH=${REWRITE_BATCH:-32} # prompts whose rewrites go to the engine in one call (answers=false)
+# the answer tables: every translation at its better scope (read it off the grid) and decomposition; the default
+# runs both scopes (prompt scope in the proponents' layout, one whole response, and reranked per question)
+ANSWER_STRATEGIES=${ANSWER_STRATEGIES:-[decomposition,whole_prompt,pool_rerank,multi_query,rag_fusion,step_back,hyde,multi_query_prompt,rag_fusion_prompt,step_back_prompt,hyde_prompt,multi_query_prompt_rerank,rag_fusion_prompt_rerank,step_back_prompt_rerank,hyde_prompt_rerank]}
+FT_RUN=${FT_RUN:-$RUNS/loop/medquad/ext_decomposition}  # the fine-tuned arm of the answer tables (its merged/)
 # LOOP_PROMPTS: held-out prompts per loop evaluation (default N_PROMPTS); LOOP_PHASE=train|eval|all (default all):
 # train the arms only (e.g. pinned to one core while another job holds the other), or evaluate trained arms only;
 # LOOP_WORLDS="synthetic medquad" (default both); LOOP_ARMS (default all three, see loop())
@@ -166,10 +178,38 @@ loop() {
   cat "$OUT/closed_loop/table.md"
 }
 
+grid() {
+  # Issue 26, point 2: retrieval alone (answers=false: the model writes the rewrites, REWRITE_BATCH prompts per
+  # call, no answers), GRID_PROMPTS held-out MedQuAD prompts, BM25 over all answers, k = K per question / k x n
+  # per prompt; hit@k, MRR per question and pooled (pool hit, pool MRR), paired differences to decomposition.
+  retrieval_only "$OUT/scope_grid_medquad" $MEDQUAD model=$MODEL answers=false rewrite_batch=$REWRITE_BATCH \
+    n_prompts=$GRID_PROMPTS k=$K "strategies=$GRID_STRATEGIES"
+}
+
+answers() {
+  # Issue 26, point 3: answer tables with costs (gen calls, tokens, s/prompt) on N_PROMPTS held-out MedQuAD
+  # prompts, N_PROMPTS AgentClinic cases and K-QA, untrained and fine-tuned (FT_RUN, when trained)
+  local kb; kb=$(medquad_kb)
+  local common="k=$ANSWER_K strategies=$ANSWER_STRATEGIES generation.max_new_tokens=$NEW_TOKENS"
+  local models=("untrained|model=$MODEL")
+  if [ -f "$FT_RUN/merged/config.json" ]; then models+=("finetuned|$(trained "$FT_RUN")")
+  else echo "answers: $FT_RUN/merged is not there (train it: LOOP_WORLDS=medquad LOOP_PHASE=train $0 loop)" >&2; fi
+  for entry in "${models[@]}"; do
+    local arm=${entry%%|*} model=${entry#*|}
+    evaluate "$OUT/scope_answers/$arm/medquad" $MEDQUAD $model n_prompts=$N_PROMPTS $common
+    evaluate "$OUT/scope_answers/$arm/agentclinic" $AGENTCLINIC eval_data.kb_path="$kb" $model \
+      n_prompts=$N_PROMPTS $common
+    evaluate "$OUT/scope_answers/$arm/kqa" eval_data=kqa eval_data.path=$DATA/kqa_questions_w_answers.jsonl \
+      eval_data.kb_path="$kb" $model n_prompts=${KQA_PROMPTS:-0} $common
+  done
+}
+
 case "${1:-all}" in
   retrieval) retrieval ;;
   strategies) strategies ;;
   loop) loop ;;
+  grid) grid ;;
+  answers) answers ;;
   all) retrieval; strategies; loop ;;
-  *) echo "usage: $0 retrieval|strategies|loop|all" >&2; exit 2 ;;
+  *) echo "usage: $0 retrieval|strategies|loop|grid|answers|all" >&2; exit 2 ;;
 esac

@@ -98,7 +98,7 @@ def respond(cfg: DictConfig, parsed: Parsed) -> Response:
 
     def fits(engine: Engine, strategy) -> None:  # noqa: ANN001
         check_context(parsed, engine.tokenizer, engine.model, int(gen.get("max_new_tokens", 64)),
-                      bool(getattr(strategy, "whole_prompt", False)))
+                      bool(getattr(strategy, "whole_answer", False)))  # whole_prompt, or layout=whole
 
     from qwenft.clinical.evaluate import answer_prompt
 

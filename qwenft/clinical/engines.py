@@ -10,7 +10,7 @@
 * ``auto``: ``vllm`` where it is installed, this machine can run it and the model is a folder; else ``hf``, with
   one line on stderr saying why.
 
-Every engine has the same small surface: ``complete(prompts, settings) -> texts`` (one user message per prompt,
+Every engine has the same small surface: ``complete(prompts, settings[, counts]) -> texts`` (one user message per prompt,
 greedy unless ``settings.do_sample``), ``close()``, and what the answering code reads off a loaded model
 (``tokenizer``, ``instruct``, ``name``, ``context_length``). ``parallel`` says how many prompts may be in flight
 at once (``qwenft evaluate`` answers that many concurrently): 1 for ``hf``, whose model is not thread-safe.
@@ -43,8 +43,9 @@ class Engine(ABC):
     instruct: bool
 
     @abstractmethod
-    def complete(self, prompts: list[str], settings: GenerationSettings) -> list[str]:
-        """One user message per prompt -> one completion per prompt, in order."""
+    def complete(self, prompts: list[str], settings: GenerationSettings, counts: list | None = None) -> list[str]:
+        """One user message per prompt -> one completion per prompt, in order. ``counts`` (a list) gets
+        (prompt tokens, generated tokens) per prompt appended."""
 
     @property
     def context_length(self) -> int | None:
@@ -84,8 +85,9 @@ class HFEngine(Engine):
         value = getattr(getattr(self.loaded.model, "config", None), "max_position_embeddings", None)
         return int(value) if isinstance(value, int) and value > 0 else None
 
-    def complete(self, prompts: list[str], settings: GenerationSettings) -> list[str]:
-        return generate_batch(self.loaded.model, self.tokenizer, prompts, self.instruct, **vars(settings))
+    def complete(self, prompts: list[str], settings: GenerationSettings, counts: list | None = None) -> list[str]:
+        return generate_batch(self.loaded.model, self.tokenizer, prompts, self.instruct, **vars(settings),
+                              counts=counts)
 
 
 # ------------------------------------------------------------------------------------------------ settings

@@ -20,13 +20,22 @@
 * ``retrieval_only=true``: no model is loaded; strategies that retrieve without the model (``whole_prompt``,
   ``decomposition``, ``pool_rerank``) are scored on retrieval alone (recall@k, hit@k, MRR). The documents are
   the ones the full run would read (tests check it against ``answer``).
+* ``answers=false``: retrieval alone for every strategy, the query-writing ones included: the model writes the
+  rewrites -- those of ``rewrite_batch`` prompts in one batched call -- and no answer is generated (the
+  retrieval grid of every translation at both scopes; ``stages.py``).
+* **Scopes** (``strategy.scope``, ``strategy.layout``; ``strategies.py``): a prompt-scope strategy retrieves
+  k x n documents for the prompt under either budget, so its row is run once, like a per-question strategy's.
+* **Pooled retrieval**: beside each question's own documents (recall@k, hit@k, MRR), ``pool hit`` and
+  ``pool MRR`` score every question against the prompt's whole pool -- all the documents it retrieved, k x n
+  at most, in pool order (question scope: its questions' documents interleaved by rank).
+* **Costs** per prediction and per row: retrieval queries, documents read, generate calls, prompt and generated
+  tokens, seconds per prompt.
 
 Prompts and generations stay in the run directory; they go to W&B only with ``log_text=true``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -53,61 +62,76 @@ from qwenft.metrics.clinical import score_prediction
 log = logging.getLogger(__name__)
 
 METRICS = ("summary_rougeL", "answer_rougeL", "answer_f1", "coverage", "format_valid", "recall_at_k", "hit_at_k",
-           "mrr", "new_term_recall", "diagnosis_match", "must_have_coverage", "contradiction", "mc_accuracy")
-RETRIEVAL_METRICS = ("recall_at_k", "hit_at_k", "mrr")
-COSTS = ("queries_per_prompt", "docs_per_prompt", "generate_calls", "sec_per_prompt")
+           "mrr", "pool_hit", "pool_mrr", "new_term_recall", "diagnosis_match", "must_have_coverage", "contradiction",
+           "mc_accuracy")
+RETRIEVAL_METRICS = ("recall_at_k", "hit_at_k", "mrr", "pool_hit", "pool_mrr")
+POOL_METRICS = ("pool_hit", "pool_mrr")
+COSTS = ("queries_per_prompt", "docs_per_prompt", "generate_calls", "prompt_tokens", "generated_tokens",
+         "sec_per_prompt")
+TRACE_KEYS = ("queries", "rewrites", "retrieved", "pool", "retrieval", "generate_calls", "prompt_tokens",
+              "generated_tokens", "format_valid")
 HEADERS = {"summary_rougeL": "summary R-L", "answer_rougeL": "answer R-L", "answer_f1": "answer F1",
            "coverage": "coverage", "format_valid": "format ok", "recall_at_k": "recall@k", "hit_at_k": "hit@k",
-           "mrr": "MRR", "new_term_recall": "new-term recall", "diagnosis_match": "diagnosis",
+           "mrr": "MRR", "pool_hit": "pool hit", "pool_mrr": "pool MRR", "new_term_recall": "new-term recall",
+           "diagnosis_match": "diagnosis",
            "must_have_coverage": "must-have cov.", "contradiction": "contradiction", "mc_accuracy": "MC accuracy",
            "queries_per_prompt": "queries", "docs_per_prompt": "docs read", "generate_calls": "gen calls",
-           "sec_per_prompt": "s/prompt"}
+           "prompt_tokens": "prompt tok", "generated_tokens": "gen tok", "sec_per_prompt": "s/prompt"}
 
 
 def load_strategy(name: str, selected: DictConfig | None = None) -> Strategy:
     """``conf/strategy/<name>.yaml`` -- or the composed ``strategy`` group when it is that one, so overrides
     such as ``strategy.n_queries=5`` apply to it."""
     if selected is not None and selected.get("name") == name:
-        return instantiate(selected)
+        return build_strategy(selected)
+    return build_strategy(strategy_config(name))
+
+
+def strategy_config(name: str, _seen: tuple[str, ...] = ()) -> DictConfig:
+    """``conf/strategy/<name>.yaml`` with its defaults list merged as Hydra merges it for ``strategy=<name>``:
+    a named combination is a small file, e.g. ``defaults: [step_back, _self_]`` plus ``scope: prompt``. Only
+    other files of the same folder and ``_self_`` (implicitly last) may be listed."""
     path = conf_dir() / "strategy" / f"{name}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in path.parent.glob("*.yaml"))
         raise UserError(f"strategies: unknown strategy {name!r} (known: {', '.join(known)})")
-    return instantiate(OmegaConf.load(path))
+    own = OmegaConf.load(path)
+    defaults = list(own.pop("defaults", None) or [])
+    if "_self_" not in defaults:
+        defaults.append("_self_")
+    merged = OmegaConf.create()
+    for entry in defaults:
+        if not isinstance(entry, str) or entry in _seen or entry == name:
+            raise UserError(f"{path}: defaults entry {entry!r}: must name another strategy file of the folder")
+        merged = OmegaConf.merge(merged, own if entry == "_self_" else strategy_config(entry, (*_seen, name)))
+    return merged
+
+
+def build_strategy(config: DictConfig) -> Strategy:
+    """Instantiated, with a bad value's own one-line error (not Hydra's wrapper) for library callers too."""
+    try:
+        return instantiate(config)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, UserError):
+            raise err.__cause__ from None
+        raise
 
 
 def needs_model_to_retrieve(strategy: Strategy) -> bool:
-    """Strategies whose queries the model writes (multi_query, rag_fusion, step_back, hyde)."""
-    return bool(strategy.rewrite_prompt) and not hasattr(strategy, "retrieve")
+    """Strategies whose queries the model writes at their scope (multi_query, rag_fusion, step_back, hyde)."""
+    return strategy.writes_queries() and not hasattr(strategy, "retrieve")
 
 
 def retrieve_only(parsed: Parsed, strategy: Strategy, retriever, k: int, budget: str) -> dict:
     """The documents each question would read, without a model: the retrieval half of ``answer`` for
     strategies that write no queries (``retrieval_only=true``)."""
-    from qwenft.clinical.strategies import docs_per_query
+    from qwenft.clinical.stages import PromptRun
 
     if hasattr(strategy, "retrieve"):
         return strategy.retrieve(parsed, retriever, k, budget)
     if needs_model_to_retrieve(strategy):
         raise UserError(f"strategy {strategy.name} writes its queries with the model: not with retrieval_only=true")
-    scenario, questions = parsed.units()
-    per_query = docs_per_query(budget, k, len(questions), strategy.whole_prompt)
-
-    def search(queries: list[str]) -> list[str]:
-        if retriever is None or per_query <= 0:
-            return []
-        return strategy.fuse([retriever.search(q, per_query) for q in queries], per_query)
-
-    trace = {"strategy": strategy.name, "budget": budget, "retrieval": retriever is not None,
-             "docs_per_query": per_query, "rewrites": [], "generate_calls": 0, "format_valid": True}
-    if strategy.whole_prompt:
-        query = " ".join([scenario, *questions]).strip()
-        trace["queries"] = [[query]] * len(questions)
-        trace["retrieved"] = [search([query])] * len(questions)
-    else:
-        trace["queries"] = [strategy.queries(scenario, q, None) for q in questions]
-        trace["retrieved"] = [search(qs) for qs in trace["queries"]]
-    return trace
+    return PromptRun(parsed, strategy, retriever, k, budget).retrieve(None)
 
 
 def answer_prompt(parsed: Parsed, strategy: Strategy, loaded, retriever, k: int, budget: str,
@@ -119,13 +143,60 @@ def answer_prompt(parsed: Parsed, strategy: Strategy, loaded, retriever, k: int,
     return answer(parsed, strategy, loaded.model, loaded.tokenizer, loaded.instruct, retriever, k, budget, gen)
 
 
-def _costs(trace: dict, whole_prompt: bool) -> dict[str, float]:
-    """What a prompt cost: retrieval queries issued, documents put in contexts, generate calls."""
-    queries = trace["queries"][:1] if whole_prompt else trace["queries"]
-    docs = trace["retrieved"][:1] if whole_prompt else trace["retrieved"]
+def _costs(trace: dict, strategy: Strategy) -> dict[str, float]:
+    """What a prompt cost: retrieval queries issued, documents put in contexts, generate calls, tokens (NaN in
+    predictions cached before tokens were counted)."""
+    # whole_prompt's entries cached before scopes repeat its one query for every question
+    queries = trace["queries"][:1] if strategy.whole_prompt else trace["queries"]
+    docs = trace["retrieved"][:1] if strategy.whole_answer else trace["retrieved"]
     return {"queries_per_prompt": float(sum(map(len, queries))) if trace["retrieval"] else 0.0,
             "docs_per_prompt": float(sum(map(len, docs))),
-            "generate_calls": float(trace["generate_calls"])}
+            "generate_calls": float(trace["generate_calls"]),
+            **{c: float(trace.get(c, math.nan)) for c in ("prompt_tokens", "generated_tokens")}}
+
+
+def pooled_scores(record: dict, trace: dict) -> dict[str, float]:
+    """Each question's gold documents against the prompt's whole pool (module docstring): hit and reciprocal
+    rank, averaged over the questions with gold documents; NaN where nothing was searched or nothing is known."""
+    from qwenft.metrics.clinical import mrr
+    from qwenft.retrieval.fusion import interleave
+
+    gold = [g for g in (record.get("gold_docs") or []) if g]
+    if not gold or trace.get("retrieval") is False:
+        return {m: math.nan for m in POOL_METRICS}
+    pool = list(trace.get("pool") or interleave(list(trace.get("retrieved") or [])))
+    return {"pool_hit": sum(bool(set(pool) & set(g)) for g in gold) / len(gold),
+            "pool_mrr": sum(mrr(pool, list(g)) for g in gold) / len(gold)}
+
+
+def check_retrieval_run(retriever, rewrite_batch: int) -> None:
+    """``answers=false``: what it needs besides the model, checked before the model loads."""
+    if retriever is None:
+        raise UserError("answers=false scores retrieval alone: it needs a retriever (retrieval=bm25, dense or hybrid)")
+    if rewrite_batch < 1:
+        raise UserError(f"rewrite_batch={rewrite_batch}: must be >= 1")
+
+
+def batched_retrieval(records: list[dict], strategy: Strategy, loaded, retriever, k: int, budget: str, gen: dict,
+                      settings: str, batch: int):
+    """``answers=false`` for a strategy whose queries the model writes: the rewrites of ``batch`` prompts in one
+    generate call (``stages.run_stage``), then each prompt's retrieval; yields the cache entries in record order.
+    A prompt's seconds are its share of its chunk's time."""
+    from qwenft.clinical.stages import PromptRun, run_stage
+    from qwenft.clinical.strategies import generator
+
+    generate = generator(loaded.model, loaded.tokenizer, loaded.instruct, gen)
+    for start in range(0, len(records), batch):
+        chunk = records[start:start + batch]
+        began = time.perf_counter()
+        runs = [PromptRun(Parsed(rec["scenario"], rec["questions"]), strategy, retriever, k, budget) for rec in chunk]
+        for run, rewrites in zip(runs, run_stage(runs, PromptRun.rewrite_requests, generate), strict=True):
+            run.retrieve(rewrites)
+        seconds = (time.perf_counter() - began) / len(chunk)
+        for rec, run in zip(chunk, runs, strict=True):
+            yield {"key": prediction_key(rec, strategy, budget, settings), "id": rec.get("id"),
+                   "strategy": strategy.name, "budget": budget, "response": run.retrieval_response().to_dict(),
+                   "seconds": seconds, "trace": {t: run.trace.get(t) for t in TRACE_KEYS}}
 
 
 # ------------------------------------------------------------------------------------------ prediction cache
@@ -136,9 +207,10 @@ def digest(value) -> str:
 
 
 def prediction_key(record: dict, strategy: Strategy, budget: str, settings: str) -> str:
-    """(prompt content, strategy class and settings, budget, run settings) -> one key."""
+    """(prompt content, strategy class and settings -- scope and layout included --, budget, run settings) ->
+    one key. A question-scope strategy keeps the key it had before scopes existed (``Strategy.key_settings``)."""
     described = {"class": f"{type(strategy).__module__}.{type(strategy).__qualname__}",
-                 **dataclasses.asdict(strategy)}
+                 **strategy.key_settings()}
     return digest({"record": record, "strategy": described, "budget": budget, "settings": settings})
 
 
@@ -221,8 +293,10 @@ def evaluate(records: list[dict], strategies: list[Strategy], loaded, retriever,
              gen: dict, new_words: list[str] | None = None, *, reference: str | None = "decomposition",
              cache: PredictionCache | None = None, settings: str = "", retrieval_only: bool = False,
              progress: bool = True, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0,
-             on_prompt: Callable[[dict], None] | None = None) -> Evaluation:
-    """Run (or resume) every strategy x budget over ``records`` and summarise with intervals."""
+             on_prompt: Callable[[dict], None] | None = None, answers: bool = True,
+             rewrite_batch: int = 32) -> Evaluation:
+    """Run (or resume) every strategy x budget over ``records`` and summarise with intervals. ``answers=False``:
+    rewrites and retrieval only, the rewrites of ``rewrite_batch`` prompts per generate call (module docstring)."""
     from tqdm.auto import tqdm
 
     for b in budgets:
@@ -244,7 +318,14 @@ def evaluate(records: list[dict], strategies: list[Strategy], loaded, retriever,
         if skipped:
             notes.append(f"retrieval_only: {', '.join(skipped)} skipped (their queries are written by the model)")
             strategies = [s for s in strategies if not needs_model_to_retrieve(s)]
-    keys = RETRIEVAL_METRICS if retrieval_only else METRICS
+    if not answers:
+        check_retrieval_run(retriever, rewrite_batch)
+        if loaded is None and any(needs_model_to_retrieve(s) for s in strategies):
+            raise UserError("answers=false: strategies that write their queries need the model (loaded=None)")
+        notes.append(f"answers=false: retrieval alone; the model's rewrites of up to {rewrite_batch} prompts per "
+                     "generate call (gen calls: the calls a prompt had rows in; s/prompt: its share of its call)")
+    retrieval_alone = retrieval_only or not answers
+    keys = RETRIEVAL_METRICS if retrieval_alone else METRICS
     outside = gold_outside_kb(records, retriever)
     if outside:
         notes.append(outside)
@@ -266,7 +347,7 @@ def evaluate(records: list[dict], strategies: list[Strategy], loaded, retriever,
             def predict(rec: dict, strategy: Strategy = strategy, budget: str = budget) -> dict:
                 parsed = Parsed(rec["scenario"], rec["questions"])
                 start = time.perf_counter()
-                if retrieval_only:
+                if retrieval_alone:  # answers=false reaches here only for strategies that write no queries
                     trace = retrieve_only(parsed, strategy, retriever, k, budget)
                     resp = Response("", [Answer(q, "", ids) for q, ids in
                                          zip(parsed.units()[1], trace["retrieved"], strict=True)])
@@ -275,15 +356,16 @@ def evaluate(records: list[dict], strategies: list[Strategy], loaded, retriever,
                 return {"key": prediction_key(rec, strategy, budget, settings), "id": rec.get("id"),
                         "strategy": strategy.name, "budget": budget, "response": resp.to_dict(),
                         "seconds": time.perf_counter() - start,
-                        "trace": {t: trace.get(t) for t in ("queries", "rewrites", "retrieved", "pool",
-                                                             "retrieval", "generate_calls", "format_valid")}}
+                        "trace": {t: trace.get(t) for t in TRACE_KEYS}}
 
             # an engine that batches across requests (vLLM) gets several prompts in flight; results still come
             # back (and are cached, scored) in record order
-            workers = 1 if retrieval_only else max(int(getattr(loaded, "parallel", 1) or 1), 1)
+            workers = 1 if retrieval_alone else max(int(getattr(loaded, "parallel", 1) or 1), 1)
             todo = [rec for rec in records if cache.get(prediction_key(rec, strategy, budget, settings)) is None]
             pool = ThreadPoolExecutor(workers) if workers > 1 and len(todo) > 1 else None
             ahead = iter(pool.map(predict, todo)) if pool is not None else None
+            if not answers and needs_model_to_retrieve(strategy):  # the rewrites of a chunk in one call
+                ahead = batched_retrieval(todo, strategy, loaded, retriever, k, budget, gen, settings, rewrite_batch)
             started = time.perf_counter()
             try:
                 for rec in bar:
@@ -296,7 +378,8 @@ def evaluate(records: list[dict], strategies: list[Strategy], loaded, retriever,
                             on_prompt(entry)
                     trace = entry["trace"]
                     scored = score_prediction(Response.from_dict(entry["response"]), rec, trace, new_words)
-                    scores.append({**{m: scored[m] for m in keys}, **_costs(trace, strategy.whole_prompt),
+                    scored.update(pooled_scores(rec, trace))
+                    scores.append({**{m: scored[m] for m in keys}, **_costs(trace, strategy),
                                    "sec_per_prompt": float(entry["seconds"])})
                     predictions.append({k_: entry[k_] for k_ in ("id", "strategy", "budget", "response")}
                                        | {"queries": trace["queries"], "rewrites": trace["rewrites"],

@@ -77,11 +77,21 @@ def stop_ids(tokenizer) -> list[int]:
     return [i for i in ids if isinstance(i, int) and i >= 0]
 
 
+def generated_lengths(rows: torch.Tensor, stops: list[int]) -> list[int]:
+    """Tokens each row generated: up to and including its first end marker (the padding after it is not)."""
+    out = []
+    for row in rows.tolist():
+        end = next((i for i, t in enumerate(row) if t in stops), None)
+        out.append(len(row) if end is None else end + 1)
+    return out
+
+
 @torch.inference_mode()
 def generate_batch(model, tokenizer, prompts: list[str], instruct: bool, max_new_tokens: int = 64,
                    do_sample: bool = False, temperature: float = 0.7, top_p: float = 0.9, bf16: bool = True,
-                   seed: int = 0) -> list[str]:
-    """One user message per prompt -> one completion per prompt, in order, from a single ``generate`` call."""
+                   seed: int = 0, counts: list | None = None) -> list[str]:
+    """One user message per prompt -> one completion per prompt, in order, from a single ``generate`` call.
+    ``counts`` (a list) gets (prompt tokens, generated tokens) per row appended: the costs ``evaluate`` reports."""
     if not prompts:
         return []
     seqs = [prompt_ids(tokenizer, [{"role": "user", "content": p}], instruct) for p in prompts]
@@ -113,4 +123,6 @@ def generate_batch(model, tokenizer, prompts: list[str], instruct: bool, max_new
     finally:
         model.train(was_training)
     width = ids.shape[1]
+    if counts is not None:
+        counts.extend(zip(map(len, seqs), generated_lengths(out[:, width:], stop_ids(tokenizer)), strict=True))
     return [tokenizer.decode(row[width:], skip_special_tokens=True).strip() for row in out]

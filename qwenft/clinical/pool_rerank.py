@@ -63,6 +63,11 @@ class PoolRerank(Strategy):
     pool_factor: int = 1
 
     def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.scope != "question" or self.layout != "per_question":
+            raise UserError(f"strategy.scope={self.scope}, layout={self.layout}: pool_rerank is already the whole "
+                            "prompt's pool reranked per question (decomposition with scope=prompt); scope and "
+                            "layout are not its settings")
         if self.mode not in MODES:
             raise UserError(f"strategy.mode={self.mode!r}: use one of {', '.join(MODES)}")
         if self.depth < 1 or self.pool_factor < 1:
@@ -93,7 +98,8 @@ class PoolRerank(Strategy):
         own = [self.original_query(scenario, q) for q in questions]
         trace: dict = {"strategy": self.name, "budget": budget, "retrieval": retriever is not None,
                        "docs_per_query": k, "queries": [[q] for q in own], "rewrites": [], "retrieved": [],
-                       "pool": [], "generate_calls": 0, "format_valid": True}
+                       "pool": [], "generate_calls": 0, "prompt_tokens": 0, "generated_tokens": 0,
+                       "format_valid": True}
         if retriever is None or k <= 0:
             trace["retrieved"] = [[] for _ in questions]
             return trace

@@ -138,7 +138,7 @@ class Answerer:
             check_questions(parsed, self.max_questions)
             strategy = self.strategies[request["strategy"]]
             check_context(parsed, self.engine.tokenizer, self.engine.model, int(self.gen.get("max_new_tokens", 64)),
-                          bool(getattr(strategy, "whole_prompt", False)))
+                          bool(getattr(strategy, "whole_answer", False)))
         except UserError as err:
             raise RequestError(400, str(err)) from None
         with self.lock or contextlib.nullcontext():

@@ -1,4 +1,4 @@
-"""The six ways to answer a multi-question clinical prompt (``conf/strategy/*.yaml``, one class each).
+"""The ways to answer a multi-question clinical prompt (``conf/strategy/*.yaml``: six classes, two scopes).
 
 ``whole_prompt`` (:class:`WholePrompt`) sends the whole prompt as one retrieval query and one generation, then parses the
 response back into the structure. Every other strategy answers per question -- the deterministic split of
@@ -18,24 +18,54 @@ question gets ``k`` documents in its context whatever number of queries found th
 whole-prompt baseline gets ``k`` too, or ``k x n`` for a prompt of n questions under ``per_prompt`` -- the same
 total a per-question strategy reads over the prompt (k for each of its n questions). Likewise
 ``max_new_tokens`` is per text: the whole-prompt response, n answers and a summary, gets (n + 1) times as many.
+
+**Scope and layout** (``strategy.scope``, ``strategy.layout``): two separate choices, so each query translation
+can be compared on its own and after decomposition.
+
+* ``scope: question`` (the default): the translation rewrites each question after decomposition (``rewrite_prompt``).
+* ``scope: prompt``: the translation is applied once to the undecomposed prompt (``prompt_rewrite_prompt``, with
+  ``{prompt}``: the scenario and the numbered questions), as its proponents use it: N paraphrases of the whole
+  prompt fused by RRF (``rag_fusion``) or unioned (``multi_query``), one step-back question for the scenario,
+  one hypothetical passage for the whole prompt (``hyde``). The whole prompt's queries retrieve the prompt's
+  budget, k x n documents (the pool) -- the total a question-scope strategy reads over the prompt -- whatever
+  ``budget``; its one rewrite may be n times as long as one question's (``rewrite_max_new_tokens`` x n), the
+  same generation budget as n question rewrites. ``decomposition`` at prompt scope retrieves exactly
+  ``whole_prompt``'s per_prompt documents.
+* ``layout: per_question`` (the default): a summary and one answer per question, each from its own documents --
+  at prompt scope, the pool reranked for the question by its own ranking (``rerank_mode``, ``rerank_depth``:
+  ``pool_rerank``'s code), first k.
+* ``layout: whole``: one whole response (``whole_prompt``'s prompt and parsing) from the prompt's pool.
+
+The stages -- rewrites, retrieval, generation -- are :class:`qwenft.clinical.stages.PromptRun`, so an evaluation
+can send the rewrites of many prompts to the engine in one call; :func:`answer` runs them for one prompt.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
 from qwenft.clinical.engines import Engine
 from qwenft.clinical.generate import GenerationSettings, generate_batch
-from qwenft.clinical.output import Answer, Response, parse_response
+from qwenft.clinical.output import Response
 from qwenft.clinical.parse import Parsed
-from qwenft.data.prompts import format_context, question_prompt, summary_prompt, whole_prompt
 from qwenft.errors import UserError
 from qwenft.retrieval.fusion import interleave, rrf
 
 BUDGETS = ("per_question", "per_prompt")
+SCOPES = ("question", "prompt")
+LAYOUTS = ("per_question", "whole")
+RERANK_MODES = ("question", "rrf")
+# settings that only act at prompt scope (or in its per-question layout): left out of a question-scope
+# strategy's cache key, so evaluations cached before scopes existed still resume
+PROMPT_SCOPE_FIELDS = ("scope", "prompt_rewrite_prompt", "rerank_mode", "rerank_depth")
+RERANK_FIELDS = ("rerank_mode", "rerank_depth")
+
+# generate(prompts, max_new_tokens, counts) -> texts, one batched call; (prompt, generated) tokens per row -> counts
+Generate = Callable[[list[str], int, list], list[str]]
 _LIST_MARKER = re.compile(r"^\s*(?:\d{1,2}\s*[.):]|[-*•]|(?:query|question|paraphrase)\s*\d*\s*:)\s*", re.IGNORECASE)
 
 
@@ -54,8 +84,48 @@ class Strategy:
     n_queries: int = 1
     keep_original: bool = True
     rrf_k: int = 60
+    scope: str = "question"            # question | prompt (module docstring)
+    layout: str = "per_question"       # per_question | whole
+    prompt_rewrite_prompt: str = ""    # the rewrite request at prompt scope: {prompt}, {scenario}, {n}
+    rerank_mode: str = "question"      # prompt scope, per_question layout: pool_rerank's mode ...
+    rerank_depth: int = 1000           # ... and depth (the question alone is the rerank query)
 
     whole_prompt: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        """Bad values fail here, when the config is instantiated: before any model loads."""
+        for key, value, allowed in (("scope", self.scope, SCOPES), ("layout", self.layout, LAYOUTS),
+                                    ("rerank_mode", self.rerank_mode, RERANK_MODES)):
+            if value not in allowed:
+                raise UserError(f"strategy.{key}={value!r}: must be one of {', '.join(allowed)}")
+        if self.rerank_depth < 1:
+            raise UserError(f"strategy.rerank_depth={self.rerank_depth}: must be >= 1")
+        if self.scope == "prompt" and self.rewrite_prompt and not self.prompt_rewrite_prompt:
+            raise UserError(f"strategy.scope=prompt: {self.name} has no prompt_rewrite_prompt (the request that "
+                            "rewrites the whole prompt); set strategy.prompt_rewrite_prompt")
+
+    @property
+    def whole_answer(self) -> bool:
+        """One whole response for the prompt (``whole_prompt``, or ``layout: whole``) rather than one per question."""
+        return self.whole_prompt or self.layout == "whole"
+
+    def writes_queries(self) -> bool:
+        """Whether the loaded model writes this strategy's retrieval queries at its scope."""
+        if self.whole_prompt:
+            return False
+        return bool(self.prompt_rewrite_prompt if self.scope == "prompt" else self.rewrite_prompt)
+
+    def key_settings(self) -> dict:
+        """The settings that decide this strategy's predictions (``qwenft evaluate``'s cache key): every field,
+        except the prompt-scope ones at question scope and the rerank ones where nothing is reranked -- so a
+        question-scope strategy keeps the key it had before scopes existed, and no two scopes share one."""
+        values = dataclasses.asdict(self)
+        drop = set(PROMPT_SCOPE_FIELDS) if self.scope == "question" else set()
+        if self.scope == "question" and self.layout == "per_question":
+            drop.add("layout")
+        if self.layout == "whole":
+            drop.update(RERANK_FIELDS)
+        return {k: v for k, v in values.items() if k not in drop}
 
     def original_query(self, scenario: str, question: str) -> str:
         return " ".join(self.query_template.format(question=question, scenario=scenario).split())
@@ -65,6 +135,20 @@ class Strategy:
         if not self.rewrite_prompt:
             return []
         return [self.rewrite_prompt.format(question=q, scenario=scenario, n=self.n_queries) for q in questions]
+
+    def prompt_rewrite_requests(self, scenario: str, questions: list[str]) -> list[str]:
+        """Prompt scope: one request for the whole prompt (scenario and numbered questions), or none."""
+        if not self.prompt_rewrite_prompt:
+            return []
+        return [self.prompt_rewrite_prompt.format(prompt=prompt_text(scenario, questions), scenario=scenario,
+                                                  n=self.n_queries)]
+
+    def prompt_queries(self, scenario: str, questions: list[str], rewrite: str | None = None) -> list[str]:
+        """Prompt scope: the whole prompt as one query (``whole_prompt``'s), then what the model wrote for it."""
+        original = whole_query(scenario, questions)
+        written = self.parse_rewrite(rewrite) if rewrite is not None else []
+        chosen = ([original] if self.keep_original or not written else []) + written
+        return list(dict.fromkeys(q for q in chosen if q.strip()))
 
     def parse_rewrite(self, text: str) -> list[str]:
         text = " ".join(text.split())
@@ -88,6 +172,13 @@ class WholePrompt(Strategy):
 
     name: str = "whole_prompt"
     whole_prompt: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.scope != "question" or self.layout != "per_question":
+            raise UserError(f"strategy.scope={self.scope}, layout={self.layout}: whole_prompt is already one query "
+                            "and one response for the whole prompt; give scope and layout to another strategy "
+                            "(decomposition with scope=prompt, layout=whole retrieves what whole_prompt does)")
 
 
 @dataclass
@@ -138,6 +229,16 @@ class HyDE(Strategy):
     rewrite_max_new_tokens: int = 64
 
 
+def whole_query(scenario: str, questions: list[str]) -> str:
+    """The whole prompt as one retrieval query (``whole_prompt``, ``pool_rerank``'s pool, prompt scope)."""
+    return " ".join([scenario, *questions]).strip()
+
+
+def prompt_text(scenario: str, questions: list[str]) -> str:
+    """The whole prompt as the model reads it in a prompt-scope rewrite request: scenario, numbered questions."""
+    return "\n".join([*([scenario] if scenario else []), *(f"{i}. {q}" for i, q in enumerate(questions, 1))])
+
+
 def docs_per_query(budget: str, k: int, n_questions: int, whole_prompt: bool) -> int:
     """How many documents one retrieval unit (a question, or the whole prompt) may put in its context."""
     if budget not in BUDGETS:
@@ -147,55 +248,33 @@ def docs_per_query(budget: str, k: int, n_questions: int, whole_prompt: bool) ->
     return k * n_questions if budget == "per_prompt" and whole_prompt else k
 
 
+def generator(model, tokenizer, instruct: bool, gen: dict | None) -> Generate:  # noqa: ANN001
+    """The batched generate function of ``model``: an :class:`Engine` (``complete``) or a transformers model."""
+    settings = GenerationSettings.from_dict(gen)
+
+    def generate(prompts: list[str], max_new_tokens: int, counts: list) -> list[str]:
+        step = dataclasses.replace(settings, max_new_tokens=max_new_tokens)
+        if isinstance(model, Engine):
+            return model.complete(prompts, step, counts=counts)
+        return generate_batch(model, tokenizer, prompts, instruct, **vars(step), counts=counts)
+
+    return generate
+
+
 def answer(parsed: Parsed, strategy: Strategy, model, tokenizer, instruct: bool, retriever=None, k: int = 3,
            budget: str = "per_question", gen: dict | None = None) -> tuple[Response, dict]:
     """Answer one parsed prompt; returns the response and a trace of what was asked and retrieved.
 
     ``model`` is a transformers model (batched ``generate``) or an :class:`~qwenft.clinical.engines.Engine`
     (``engine.model``: vLLM's, or the HF engine's own model). The trace holds ``queries`` and ``retrieved`` per
-    question (for recall@k / MRR), the model's ``rewrites``, ``generate_calls`` and ``format_valid`` (whether a
-    whole-prompt response had the expected shape).
+    question (for recall@k / MRR), the prompt's ``pool`` (every document it retrieved, in order), the model's
+    ``rewrites``, ``format_valid`` (whether a whole response had the expected shape) and the costs:
+    ``generate_calls``, ``prompt_tokens``, ``generated_tokens``. At most two batched calls: the rewrites, then
+    the summary and every answer (or the whole response).
     """
-    settings = GenerationSettings.from_dict(gen)
-    scenario, questions = parsed.units()
-    n = len(questions)
-    per_query = docs_per_query(budget, k, n, strategy.whole_prompt)
-    trace: dict = {"strategy": strategy.name, "budget": budget, "retrieval": retriever is not None,
-                   "docs_per_query": per_query, "queries": [],
-                   "rewrites": [], "retrieved": [], "generate_calls": 0, "format_valid": True}
+    from qwenft.clinical.stages import PromptRun, run_stage
 
-    def generate(prompts: list[str], max_new_tokens: int) -> list[str]:
-        trace["generate_calls"] += 1
-        step = dataclasses.replace(settings, max_new_tokens=max_new_tokens)
-        if isinstance(model, Engine):
-            return model.complete(prompts, step)
-        return generate_batch(model, tokenizer, prompts, instruct, **vars(step))
-
-    def search(queries: list[str]) -> list[str]:
-        if retriever is None or per_query <= 0:
-            return []
-        return strategy.fuse([retriever.search(q, per_query) for q in queries], per_query)
-
-    def context(ids: list[str]) -> str:
-        return format_context([(i, retriever.passage(i)) for i in ids]) if ids else ""
-
-    if strategy.whole_prompt:
-        query = " ".join([scenario, *questions]).strip()
-        ids = search([query])
-        trace["queries"] = [[query]] * n
-        # the one response holds n answers + a summary: the same token budget per text as the other strategies
-        text = generate([whole_prompt(scenario, questions, context(ids))], settings.max_new_tokens * (n + 1))[0]
-        summary, answers, trace["format_valid"] = parse_response(text, questions)
-        trace["retrieved"] = [ids] * n
-        return Response(summary, [Answer(q, a, list(ids)) for q, a in zip(questions, answers, strict=True)]), trace
-
-    requests = strategy.rewrite_requests(scenario, questions) if retriever is not None and per_query > 0 else []
-    rewrites = generate(requests, strategy.rewrite_max_new_tokens) if requests else [None] * n
-    trace["rewrites"] = [r for r in rewrites if r is not None]
-    trace["queries"] = [strategy.queries(scenario, q, r) for q, r in zip(questions, rewrites, strict=True)]
-    trace["retrieved"] = [search(qs) for qs in trace["queries"]]
-    prompts = [summary_prompt(scenario or questions[0])]
-    prompts += [question_prompt(scenario, q, context(ids)) for q, ids in zip(questions, trace["retrieved"], strict=True)]
-    outs = generate(prompts, settings.max_new_tokens)
-    answers = [Answer(q, a, ids) for q, a, ids in zip(questions, outs[1:], trace["retrieved"], strict=True)]
-    return Response(outs[0], answers), trace
+    run = PromptRun(parsed, strategy, retriever, k, budget, GenerationSettings.from_dict(gen).max_new_tokens)
+    generate = generator(model, tokenizer, instruct, gen)
+    run.retrieve(run_stage([run], PromptRun.rewrite_requests, generate)[0])
+    return run.finish(run_stage([run], PromptRun.answer_requests, generate)[0])

@@ -301,12 +301,14 @@ class VllmEngine(Engine):
             body["temperature"] = 0.0  # greedy: argmax at every step, like generate(do_sample=False)
         return body
 
-    def complete_ids(self, prompts: list[str], settings: GenerationSettings) -> list[list[int]]:
-        """The generated token ids of each prompt, in order."""
+    def complete_ids(self, prompts: list[str], settings: GenerationSettings,
+                     counts: list | None = None) -> list[list[int]]:
+        """The generated token ids of each prompt, in order; ``counts`` gets (prompt tokens, generated tokens)."""
         if not prompts:
             return []
+        body = self.request(prompts, settings)
         try:
-            response = self.client.post("/v1/completions", json=self.request(prompts, settings))
+            response = self.client.post("/v1/completions", json=body)
         except httpx.TransportError as err:
             tail = f"; its log: {self.server.log_path}" if self.server is not None else ""
             raise RuntimeError(f"vLLM at {self.base_url} did not answer: {err}{tail}") from None
@@ -314,11 +316,14 @@ class VllmEngine(Engine):
             raise UserError(f"vLLM refused the request: {_message(response)}")
         response.raise_for_status()
         choices = sorted(response.json()["choices"], key=lambda c: c["index"])
-        return [list(c.get("token_ids") or []) for c in choices]
+        out = [list(c.get("token_ids") or []) for c in choices]
+        if counts is not None:
+            counts.extend((len(p), len(ids)) for p, ids in zip(body["prompt"], out, strict=True))
+        return out
 
-    def complete(self, prompts: list[str], settings: GenerationSettings) -> list[str]:
+    def complete(self, prompts: list[str], settings: GenerationSettings, counts: list | None = None) -> list[str]:
         return [self.tokenizer.decode(ids, skip_special_tokens=True).strip()
-                for ids in self.complete_ids(prompts, settings)]
+                for ids in self.complete_ids(prompts, settings, counts)]
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

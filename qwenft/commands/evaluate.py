@@ -15,12 +15,15 @@ from qwenft.clinical.engines import cache_settings, open_engine
 from qwenft.clinical.evaluate import (
     PredictionCache,
     build_eval_data,
+    build_strategy,
+    check_retrieval_run,
     digest,
     evaluate,
     has_gold,
     load_strategy,
     log_wandb,
     markdown_table,
+    needs_model_to_retrieve,
     retrieval_config,
 )
 from qwenft.errors import UserError
@@ -35,6 +38,9 @@ def run(cfg: DictConfig) -> dict:
     data = build_eval_data(cfg.eval_data)  # a bad data file fails before anything loads
     records = data.records[: int(cfg.n_prompts)] if cfg.n_prompts else data.records
     strategies = [load_strategy(name, cfg.get("strategy")) for name in _as_list(cfg.strategies)]
+    if cfg.get("strategy") is not None:
+        build_strategy(cfg.strategy)  # its overrides (strategy.scope=...) are checked even when it is not listed
+    answers = bool(cfg.get("answers", True))
     budgets = _as_list(cfg.budgets)
     new_words = read_words_file(cfg.words_file)[0] if cfg.get("words_file") else None
     retrieval_cfg = retrieval_config(cfg.retrieval, data)
@@ -43,19 +49,25 @@ def run(cfg: DictConfig) -> dict:
                         "has any: nothing to score (add gold_docs, or drop retrieval_only to score the answers)")
     retriever = instantiate(retrieval_cfg)  # a bad knowledge base fails before the model loads
     gen = OmegaConf.to_container(cfg.generation, resolve=True)
-    engine = None if cfg.retrieval_only else open_engine(gen, cfg.model)  # generation.engine: hf or vllm
+    if not answers:
+        check_retrieval_run(retriever, int(cfg.get("rewrite_batch", 32)))  # before the model loads
+    # answers=false needs the model only to write queries; retrieval_only=true never
+    needs_model = not cfg.retrieval_only and (answers or any(needs_model_to_retrieve(s) for s in strategies))
+    engine = open_engine(gen, cfg.model) if needs_model else None  # generation.engine: hf or vllm
     out = Path(cfg.out)
-    settings = digest({"model": None if cfg.retrieval_only else OmegaConf.to_container(cfg.model, resolve=True),
+    settings = digest({"model": None if engine is None else OmegaConf.to_container(cfg.model, resolve=True),
                        "retrieval": OmegaConf.to_container(retrieval_cfg, resolve=True),
                        "kb_sha256": getattr(getattr(retriever, "kb", None), "sha256", None),
-                       "generation": None if cfg.retrieval_only else cache_settings(gen, engine), "k": int(cfg.k),
-                       "retrieval_only": bool(cfg.retrieval_only), "new_words": new_words})
+                       "generation": None if engine is None else cache_settings(gen, engine), "k": int(cfg.k),
+                       "retrieval_only": bool(cfg.retrieval_only), "new_words": new_words,
+                       **({} if answers else {"answers": False})})  # keys of runs before answers= unchanged
     boot = cfg.bootstrap
     with engine or contextlib.nullcontext():  # a vLLM server stops here
         result = evaluate(records, strategies, engine, retriever, int(cfg.k), budgets, gen, new_words,
                           reference=cfg.reference_strategy, cache=PredictionCache(out / "predictions.cache.jsonl"),
                           settings=settings, retrieval_only=bool(cfg.retrieval_only), progress=bool(cfg.progress),
-                          n_resamples=int(boot.n_resamples), confidence=float(boot.confidence), seed=int(boot.seed))
+                          n_resamples=int(boot.n_resamples), confidence=float(boot.confidence), seed=int(boot.seed),
+                          answers=answers, rewrite_batch=int(cfg.get("rewrite_batch", 32)))
     notes = [*data.notes, *result.notes]
     table = markdown_table(result.rows, result.differences, result.reference, float(boot.confidence))
     table += "".join(f"\n- {n}" for n in notes) + ("\n" if notes else "")
