@@ -107,7 +107,8 @@ def score(model, tokenizer, texts: dict[str, list[str]], words: list[str]) -> di
     return out
 
 
-def step0(arm: str, model_name: str, words: list[str], docs: list[str], texts: dict, seed: int) -> dict:
+def step0(arm: str, model_name: str, words: list[str], corpus: list[str], texts: dict, seed: int) -> dict:
+    """Extend (or not) and score before any training; ``corpus``: the training documents the rows distill on."""
     from hydra.utils import instantiate
 
     from qwenft.config import compose
@@ -119,7 +120,7 @@ def step0(arm: str, model_name: str, words: list[str], docs: list[str], texts: d
     if arm == "pieces":
         tok, summary = loaded.tokenizer, None
     else:
-        ext = extend_model(loaded.model, loaded.tokenizer, words, init=arm, texts=docs, seed=seed,
+        ext = extend_model(loaded.model, loaded.tokenizer, words, init=arm, texts=corpus, seed=seed,
                            distill=DistillSettings(seed=seed))
         tok, summary = ext.tokenizer, ext.distill
     seconds = time.perf_counter() - start
@@ -194,6 +195,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     train_rows, held_rows = load_medquad()
     sets = word_sets(train_rows, load_tokenizer())
+    corpus = [f"{r['question']} {r['answer']}" for r in train_rows]  # every training document
     results_path = out / "results.json"
     done = json.loads(results_path.read_text()) if results_path.is_file() else {"rows": []}
     have = {(r["words"], r["arm"], r["seed"], r.get("steps", 0)) for r in done["rows"]}
@@ -211,7 +213,7 @@ def main(argv: list[str] | None = None) -> dict:
                 for steps in ([0] if args.steps == 0 else [0, args.steps]):
                     if (wset, arm, seed, steps) in have:
                         continue
-                    row = step0(arm, args.model, words, docs, texts, seed) if steps == 0 else \
+                    row = step0(arm, args.model, words, corpus, texts, seed) if steps == 0 else \
                         trained(arm, args.model, words, data_dir, texts, steps, args.batch, seed)
                     row.update(words=wset, steps=steps)
                     done["rows"].append(row)

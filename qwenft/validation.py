@@ -399,7 +399,7 @@ RULES: dict[str, dict[str, Rule | Callable[[DictConfig], Rule]]] = {
         "tokenizer_path": OPT_TEXT, "min_count": Int(1, 10**9), "max_words": Int(1, 10**6),
         "min_length": Int(1, 1000), "out": TEXT,
     },
-    "extend": {"seed": SEED, "out": TEXT, "eval_text": OPT_TEXT, **MODEL, **TOKENIZER},
+    "extend": {"seed": SEED, "out": TEXT, "eval_text": OPT_TEXT, "corpus": OPT_TEXT, **MODEL, **TOKENIZER},
     "export": {"run_dir": TEXT, "checkpoint": Enum("last", "best"), "push_to_hub": OPT_BOOL},
     "import_gguf": {"out": TEXT, "force": BOOL},
     "report": {

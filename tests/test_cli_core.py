@@ -55,6 +55,10 @@ def test_discover_then_extend_then_reload(tmp_path):
     manifest = json.loads((ext / "qwenft_vocab.json").read_text())
     assert manifest["init"] == "mean_subword" and manifest["rows_after"] == 151936 and manifest["tied"]
     assert manifest["metrics"]["zero_shot_after_init"]["new_word_occurrences"] == 2
+    per_word = manifest["metrics"]["per_word"]  # which words pay: pieces vs new token, per word
+    assert {r["word"] for r in per_word} <= set(words) and sum(r["occurrences"] for r in per_word) == 2
+    assert all(abs(r["delta"] - (r["nll_new"] - r["nll_pieces"])) < 1e-9 for r in per_word)
+    assert "zero-shot NLL per word" in out.stdout
     assert {t["word"] for t in manifest["new_tokens"]} == set(words)
     assert (ext / "model.safetensors").exists() and not list(ext.glob("*.bin"))
 

@@ -6,8 +6,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from qwenft.data.text import read_texts
-from qwenft.metrics.newword import new_word_nll
-from qwenft.tokenizer.extend import extend_model, save_extended, words_from_config
+from qwenft.metrics.newword import new_word_nll, per_word_rows
+from qwenft.tokenizer.extend import distill_settings, extend_model, save_extended, words_from_config
 from qwenft.tokenizer.vocab import normalise_words, plan_forms, words_with_new_tokens
 
 
@@ -19,16 +19,19 @@ def run(cfg: DictConfig) -> dict:
     words, glosses = words_from_config(cfg.tokenizer)
     requested = normalise_words(words, cfg.tokenizer.capitalized)[0]  # bad words fail before the model loads
     held_out = read_texts(cfg.eval_text) if cfg.get("eval_text") else []
+    corpus = read_texts(cfg.corpus) if cfg.get("corpus") else []
     loaded = instantiate(cfg.model)
     # the same words before and after: those that get a new token (a kept word's numbers would not move);
     # "before" is scored first, while the model's spare rows still hold their original values
     scored = words_with_new_tokens(plan_forms(loaded.tokenizer, requested))
     before = new_word_nll(loaded.model, loaded.tokenizer, held_out, scored) if held_out and scored else None
     ext = extend_model(loaded.model, loaded.tokenizer, words, init=cfg.tokenizer.init, glosses=glosses,
-                       capitalized=cfg.tokenizer.capitalized, seed=cfg.seed)
+                       capitalized=cfg.tokenizer.capitalized, seed=cfg.seed, texts=corpus,
+                       distill=distill_settings(cfg.tokenizer, cfg.seed))
     after = new_word_nll(loaded.model, ext.tokenizer, held_out, ext.words) if held_out else None
+    per_word = per_word_rows(before, after) if before and after else []
     metrics = {"zero_shot_before": before.as_dict() if before else None,
-               "zero_shot_after_init": after.as_dict() if after else None}
+               "zero_shot_after_init": after.as_dict() if after else None, "per_word": per_word}
     out = save_extended(loaded.model, ext, cfg.out, extra={"base_model": loaded.name, "metrics": metrics})
 
     console = Console(width=max(Console().width, 150))  # the reasons need room; piped output is 80 wide
@@ -43,6 +46,17 @@ def run(cfg: DictConfig) -> dict:
     if len(ext.forms) > 60:
         console.print(f"... {len(ext.forms) - 60} more forms in {out}/qwenft_vocab.json (\"forms\")")
     console.print(f"rows: {ext.rows_before} -> {ext.rows_after} (tied={ext.tied}); saved to {out}")
+    if per_word:
+        words_table = Table(title=f"zero-shot NLL per word on {cfg.eval_text} (nats per occurrence; "
+                                  f"{sum(r['delta'] < 0 for r in per_word)} of {len(per_word)} words pay)")
+        for col in ("word", "occurrences", "pieces", "new token", "Δ"):
+            words_table.add_column(col, justify="left" if col == "word" else "right")
+        for r in per_word[:40]:
+            words_table.add_row(r["word"], str(r["occurrences"]), f"{r['nll_pieces']:.2f}", f"{r['nll_new']:.2f}",
+                                f"{r['delta']:+.2f}")
+        console.print(words_table)
+        if len(per_word) > 40:
+            console.print(f"... {len(per_word) - 40} more words in {out}/qwenft_vocab.json (\"metrics\".\"per_word\")")
     if before and after:
         console.print(
             f"zero-shot new-word NLL over {after.occurrences} occurrences: "

@@ -126,6 +126,20 @@ def new_word_nll(
     return stats
 
 
+def per_word_rows(before: WordNLLStats, after: WordNLLStats) -> list[dict]:
+    """Per word: NLL per occurrence with the original pieces (``before``) and with the new token (``after``), the
+    difference (negative: the token pays), sorted by what the word costs in total (occurrences x difference, worst
+    first), so the words that do not pay are at the top of the report."""
+    rows = []
+    for word, (nll_new, count) in after.per_word.items():
+        nll_pieces, count_before = before.per_word.get(word, (float("nan"), 0))
+        if not count or count_before != count:
+            continue
+        rows.append({"word": word, "occurrences": count, "nll_pieces": nll_pieces / count, "nll_new": nll_new / count,
+                     "delta": (nll_new - nll_pieces) / count})
+    return sorted(rows, key=lambda r: -r["delta"] * r["occurrences"])
+
+
 class NewWordPerplexity(Metric):
     """Accumulates :class:`WordNLLStats` across batches and ranks (sum-reduced, so DDP-correct)."""
 

@@ -51,9 +51,9 @@ PROMPTS = ("The use of {w}", "Patients with {w}", "What is {w}? The {w}", "In {w
 class DistillSettings:
     """``tokenizer.distill``: the budget and weights of ``tokenizer.init=distill``."""
 
-    snippets_per_word: int = 16  # snippets per word (from the text; model-written when the text has fewer)
-    chars_before: int = 120  # characters of context kept before an occurrence (cut at a space)
-    chars_after: int = 160  # characters kept after it
+    snippets_per_word: int = 8  # snippets per word from the text (the model writes some when it has under half)
+    chars_before: int = 80  # characters of context kept before an occurrence (cut at a space)
+    chars_after: int = 120  # characters kept after it
     epochs: int = 1  # passes over the snippets
     batch_size: int = 8
     lr: float = 1e-3  # Adam on the new rows only
@@ -206,13 +206,14 @@ def distill_rows(
     start_time = time.perf_counter()
     words = sorted({t.word for t in targets})
     snippets = text_snippets(words, texts, settings)
-    short = {w: settings.snippets_per_word - len(s) for w, s in snippets.items() if len(s) < settings.snippets_per_word}
+    half = -(-settings.snippets_per_word // 2)  # a word under half its snippets gets model-written ones up to half
+    short = {w: half - len(s) for w, s in snippets.items() if len(s) < half}
     if short:
         written = written_snippets(model, base_tokenizer, list(short), max(short.values()), settings)
         for w, need in short.items():
             snippets[w] += written[w][:need]
         log.info("distill: %d of %d words had fewer than %d snippets in the text; the model wrote the rest",
-                 len(short), len(words), settings.snippets_per_word)
+                 len(short), len(words), half)
     new_ids = {t.id for t in targets}
     ctx = base_tokenizer.convert_tokens_to_ids("<|endoftext|>")
     pairs = [p for w in words for text in snippets[w] if (p := align(text, base_tokenizer, extended_tokenizer, new_ids))]

@@ -28,9 +28,9 @@ class TrainableRows(StrEnum):
 class DistillConfig:
     """``tokenizer.distill``: read by ``init=distill`` (fields and docs: ``qwenft.model.distill.DistillSettings``)."""
 
-    snippets_per_word: int = 16
-    chars_before: int = 120
-    chars_after: int = 160
+    snippets_per_word: int = 8
+    chars_before: int = 80
+    chars_after: int = 120
     epochs: int = 1
     batch_size: int = 8
     lr: float = 1e-3
