@@ -51,9 +51,9 @@ PROMPTS = ("The use of {w}", "Patients with {w}", "What is {w}? The {w}", "In {w
 class DistillSettings:
     """``tokenizer.distill``: the budget and weights of ``tokenizer.init=distill``."""
 
-    snippets_per_word: int = 8  # snippets per word from the text (the model writes some when it has under half)
-    chars_before: int = 80  # characters of context kept before an occurrence (cut at a space)
-    chars_after: int = 120  # characters kept after it
+    snippets_per_word: int = 6  # snippets per word from the text (the model writes some when it has under half)
+    chars_before: int = 60  # characters of context kept before an occurrence (cut at a space)
+    chars_after: int = 80  # characters kept after it
     epochs: int = 1  # passes over the snippets
     batch_size: int = 8
     lr: float = 1e-3  # Adam on the new rows only

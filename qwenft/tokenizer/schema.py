@@ -28,9 +28,9 @@ class TrainableRows(StrEnum):
 class DistillConfig:
     """``tokenizer.distill``: read by ``init=distill`` (fields and docs: ``qwenft.model.distill.DistillSettings``)."""
 
-    snippets_per_word: int = 8
-    chars_before: int = 80
-    chars_after: int = 120
+    snippets_per_word: int = 6
+    chars_before: int = 60
+    chars_after: int = 80
     epochs: int = 1
     batch_size: int = 8
     lr: float = 1e-3
