@@ -211,6 +211,8 @@ DATA = {
     "data.text_path": OPT_TEXT,
     "data.text_unit": Enum("line", "paragraph", "document"),
     "data.max_val_examples": Int(0, null=True),
+    "data.tokens_per_batch": Int(8, 1 << 30, null=True),
+    "data.pack_length": Int(8, 1 << 30, null=True),
     "data._required_": Rule("strlist"),
 }
 
@@ -353,6 +355,8 @@ RULES: dict[str, dict[str, Rule | Callable[[DictConfig], Rule]]] = {
     "train": {
         "seed": SEED, "run_dir": OPT_TEXT, "ckpt_path": OPT_TEXT, "validate_before": BOOL, "objective": TEXT,
         "eval_words_file": OPT_TEXT, "gradient_checkpointing": BOOL, "log_text": BOOL, "allow_data_change": BOOL,
+        "compile": BOOL, "frozen_dtype": Enum("auto", "float32", "bfloat16"),
+        "head_loss": Enum("dense", "chunked", "liger", "auto"), "head_loss_chunk": Int(1, 1 << 24),
         **MODEL, **DATA, **OPTIM, **SCHEDULER, **PEFT, **TOKENIZER, **TRAINER, **CALLBACKS, **STRATEGY, **EXPORT,
         **LOGGER,
     },
@@ -447,8 +451,25 @@ def _val_without_train(cfg: DictConfig) -> str | None:
     return None
 
 
+def _token_budget(cfg: DictConfig) -> str | None:
+    """Every example (at most data.max_length tokens) must fit in a batch, and in a packed row."""
+    d = cfg.get("data")
+    if not isinstance(d, DictConfig):
+        return None
+    budget, row, longest = d.get("tokens_per_batch"), d.get("pack_length"), d.get("max_length")
+    if not isinstance(longest, int):
+        return None
+    if isinstance(budget, int) and budget < longest:
+        return f"data.tokens_per_batch={budget}: must be >= data.max_length={longest} (the longest example)"
+    if isinstance(row, int) and row < longest:
+        return f"data.pack_length={row}: must be >= data.max_length={longest} (the longest example)"
+    if isinstance(row, int) and isinstance(budget, int) and row > budget:
+        return f"data.pack_length={row}: must be <= data.tokens_per_batch={budget}"
+    return None
+
+
 CROSS: dict[str, list[Callable[[DictConfig], str | None]]] = {
-    "train": [_never_stops, _no_words, _discover_keys, _tiny_heads, _val_without_train],
+    "train": [_never_stops, _no_words, _discover_keys, _tiny_heads, _val_without_train, _token_budget],
     "extend": [_no_words, _tiny_heads],
     "answer": [_tiny_heads],
     "evaluate": [_tiny_heads],
