@@ -183,6 +183,8 @@ MODEL = {
     "model.hidden_size": Int(1, 65536), "model.num_hidden_layers": Int(1, 512),
     "model.num_attention_heads": Int(1, 1024), "model.num_key_value_heads": Int(1, 1024),
     "model.intermediate_size": Int(1, 262144), "model.tie_word_embeddings": BOOL, "model.seed": SEED,
+    "model.attn_implementation": Enum("sdpa", "eager", "flex_attention", "flash_attention_2", "flash_attention_3",
+                                      null=True),
 }
 
 
