@@ -41,16 +41,35 @@ def test_every_switch_composes_and_validates():
     assert any(p.startswith("head_loss='fused': must be one of") for p in bad), bad
 
 
-def test_adamw_is_fused_only_when_every_trained_parameter_is_on_cuda():
+def test_adamw_is_fused_on_cuda_and_multi_tensor_on_cpu_unless_the_config_chose():
     groups = [{"params": [torch.nn.Parameter(torch.zeros(2))]}]
     adamw = functools.partial(torch.optim.AdamW, lr=1e-3)
-    assert fused_kwargs(adamw, groups) == {}  # CPU: torch's default, as before
-    assert fused_kwargs(functools.partial(torch.optim.AdamW, foreach=True), groups) == {}
+    assert fused_kwargs(adamw, groups) == {"foreach": True}
+    assert fused_kwargs(functools.partial(torch.optim.AdamW, foreach=False), groups) == {}
     assert fused_kwargs(functools.partial(torch.optim.SGD, lr=1.0), groups) == {}
     if torch.cuda.is_available():
         cuda = [{"params": [torch.nn.Parameter(torch.zeros(2, device="cuda"))]}]
         assert fused_kwargs(adamw, cuda) == {"fused": True}
         assert fused_kwargs(functools.partial(torch.optim.AdamW, fused=False), cuda) == {}
+
+
+def test_multi_tensor_adamw_on_cpu_updates_bitwise_like_the_loop():
+    """Why foreach may be the CPU default: same parameters after steps with two groups (rows lr, decay)."""
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(16, 96), (96, 16), (8, 16), (12, 64), (7,)]
+    init = [torch.randn(s, generator=gen) for s in shapes]
+    grads = [[torch.randn(s, generator=gen) for s in shapes] for _ in range(4)]
+    out = {}
+    for foreach in (False, True):
+        ps = [torch.nn.Parameter(x.clone()) for x in init]
+        opt = torch.optim.AdamW([{"params": ps[:3], "weight_decay": 0.01},
+                                 {"params": ps[3:], "lr": 5e-3, "weight_decay": 0.0}], lr=1e-3, foreach=foreach)
+        for step in grads:
+            for p, g in zip(ps, step, strict=True):
+                p.grad = g.clone()
+            opt.step()
+        out[foreach] = ps
+    assert all(torch.equal(a, b) for a, b in zip(out[False], out[True], strict=True))
 
 
 def test_frozen_weights_in_bf16_train_the_same_parameters_in_fp32(demo_words):
