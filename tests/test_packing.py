@@ -9,7 +9,7 @@ import torch
 from qwenft.config import compose
 from qwenft.data.datamodule import ResumableLoader, collate
 from qwenft.data.format import IGNORE, encode_example
-from qwenft.data.packing import budget_batches, collate_rows, first_fit
+from qwenft.data.packing import budget_batches, collate_rows, first_fit, row_length
 from qwenft.model.sources import tiny
 from qwenft.train.module import label_loss
 from qwenft.validation import problems
@@ -120,3 +120,15 @@ def test_packed_rows_give_each_example_its_own_loss(attn):
 def test_a_budget_that_cannot_hold_an_example_is_refused(overrides, message):
     found = problems(compose("train", ["model=tiny", *overrides]), "train")
     assert any(message in p for p in found), found
+
+
+def test_flash_attention_gets_single_row_batches():
+    """transformers' flash path reads position-id restarts only when the batch is one row."""
+    assert row_length("flash_attention_2", 16384, 1024) == 16384
+    assert row_length("sdpa", 16384, 1024) == row_length(None, 16384, 1024) == 1024
+    assert row_length("flex_attention", 16384, 4096) == 4096
+    import inspect
+
+    from transformers.modeling_flash_attention_utils import _is_packed_sequence
+
+    assert "batch_size != 1" in inspect.getsource(_is_packed_sequence)  # the limit this works around

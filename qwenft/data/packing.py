@@ -9,8 +9,9 @@ tokens whatever the examples' lengths. Two layouts, chosen by ``data.packing`` a
   and there is no ``attention_mask``: transformers 5 (``masking_utils.find_packed_sequence_indices``) reads the
   restarts as sequence boundaries for every attention implementation -- a block-diagonal mask for ``sdpa``/``eager``
   (dense, so its cost grows with the row's length squared: rows stay ``pack_length`` long), a block-sparse mask for
-  ``flex_attention``, varlen kernels for ``flash_attention_2/3``. This is ``DataCollatorWithFlattening``'s layout,
-  several rows at once. The short tail of a row is filled with pad tokens that form their own sequence (positions
+  ``flex_attention``, varlen kernels for ``flash_attention_2/3`` (which read the restarts only in a one-row batch:
+  with flash attention a batch is ONE row of the whole budget, ``row_length``). This is
+  ``DataCollatorWithFlattening``'s layout, several rows at once. The short tail of a row is filled with pad tokens that form their own sequence (positions
   0.., labels -100), so they attend to nothing real and count as padding, not as tokens;
 * padded (``data.packing=false``): examples sorted by length inside shuffled buckets, a batch grows while
   ``examples * longest <= tokens_per_batch``.
@@ -26,6 +27,16 @@ import random
 import torch
 
 from qwenft.data.format import IGNORE
+
+
+def row_length(attn_implementation: str | None, tokens_per_batch: int, pack_length: int) -> int:
+    """The packed row length the attention implementation can separate examples in: flash-attention reads the
+    position-id restarts only in a batch of ONE row (transformers' ``_is_packed_sequence``), so with it a batch is a
+    single row of the whole budget (varlen kernels: no quadratic cost); every other implementation takes rows of
+    ``pack_length`` (``masking_utils.find_packed_sequence_indices`` works per row)."""
+    if (attn_implementation or "").startswith("flash_attention"):
+        return tokens_per_batch
+    return pack_length
 
 
 def first_fit(lengths: list[int], pack_length: int) -> list[list[int]]:

@@ -21,6 +21,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from qwenft.adapters.apply import PeftSpec, apply_peft, trainable_summary
 from qwenft.atomic import atomic_write_text, recover
 from qwenft.data.datamodule import TrainData, load_splits, prepare, split_texts
+from qwenft.data.packing import row_length
 from qwenft.data.text import read_texts
 from qwenft.errors import Interrupted, UserError
 from qwenft.tokenizer.discover import discover_words
@@ -225,6 +226,14 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, handles: dict | No
         heldout = read_texts(cfg.data.heldout_text, unit=cfg.data.get("text_unit", "line"))
 
     model = wrap_model(cfg, loaded.model, new_ids)
+    pack_length = cfg.data.get("pack_length") or cfg.data.max_length
+    if cfg.data.get("tokens_per_batch"):
+        attn = getattr(loaded.model.config, "_attn_implementation", None)
+        rows = row_length(attn, cfg.data.tokens_per_batch, pack_length)
+        if rows != pack_length:
+            log.info("attention %s separates packed examples only in single-row batches: packed rows of "
+                     "data.tokens_per_batch=%d tokens instead of data.pack_length=%d", attn, rows, pack_length)
+        pack_length = rows
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     module = QwenFTModule(model, instantiate(cfg.optim), scheduler, cfg.tokenizer.rows_lr, tokenizer, loaded.instruct,
                           words, head_loss=str(cfg.get("head_loss", "dense")),
@@ -233,7 +242,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, handles: dict | No
                      seed=cfg.seed, packing=cfg.data.get("packing", False),
                      max_val_examples=cfg.data.max_val_examples, heldout_texts=heldout,
                      tokens_per_batch=cfg.data.get("tokens_per_batch"),
-                     pack_length=cfg.data.get("pack_length") or cfg.data.max_length)
+                     pack_length=pack_length)
     loggers = build_loggers(cfg)
     callbacks = [*build_callbacks(cfg, bool(words), bool(loggers)), DataHashes(data_sha256)]
     trainer = build_trainer(cfg, callbacks, loggers, run_dir, val_set is not None)
