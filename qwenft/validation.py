@@ -470,8 +470,23 @@ def _token_budget(cfg: DictConfig) -> str | None:
     return None
 
 
+def _liger_here(cfg: DictConfig) -> str | None:
+    """head_loss=liger needs CUDA and the package: refused before the model loads, not at the first step."""
+    if cfg.get("head_loss") != "liger":
+        return None
+    accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="cpu"))
+    if accelerator not in ("gpu", "cuda", "auto"):
+        return f"head_loss=liger: needs a CUDA device (trainer.accelerator={accelerator}); use head_loss=chunked"
+    import importlib.util
+
+    if importlib.util.find_spec("liger_kernel") is None:
+        return "head_loss=liger: liger-kernel is not installed (pip install liger-kernel); use head_loss=chunked"
+    return None
+
+
 CROSS: dict[str, list[Callable[[DictConfig], str | None]]] = {
-    "train": [_never_stops, _no_words, _discover_keys, _tiny_heads, _val_without_train, _token_budget],
+    "train": [_never_stops, _no_words, _discover_keys, _tiny_heads, _val_without_train, _token_budget,
+              _liger_here],
     "extend": [_no_words, _tiny_heads],
     "answer": [_tiny_heads],
     "evaluate": [_tiny_heads],

@@ -132,3 +132,25 @@ def test_flash_attention_gets_single_row_batches():
     from transformers.modeling_flash_attention_utils import _is_packed_sequence
 
     assert "batch_size != 1" in inspect.getsource(_is_packed_sequence)  # the limit this works around
+
+
+@pytest.mark.slow  # three CLI runs: minutes on 2 CPU cores
+def test_sigkill_then_resume_with_a_token_budget_matches_an_uninterrupted_run(tmp_path):
+    import json
+
+    from safetensors.torch import load_file
+    from trainutil import TINY, qwenft
+
+    args = [*TINY, "data.tokens_per_batch=384", "data.packing=true", "head_loss=chunked", "head_loss_chunk=32",
+            "trainer.max_steps=6", "trainer.val_check_interval=100", "callbacks.last_checkpoint.every_n_train_steps=3"]
+    a = qwenft("train", *args, f"hydra.run.dir={tmp_path}/a", cwd=tmp_path)
+    assert a.returncode == 0, a.stderr[-3000:]
+    killed = qwenft("train", *args, "+callbacks.kill._target_=hooks.KillAtStep", "+callbacks.kill.step=4",
+                    f"hydra.run.dir={tmp_path}/b", cwd=tmp_path)
+    assert killed.returncode == -9
+    resumed = qwenft("train", *args, "ckpt_path=last", f"hydra.run.dir={tmp_path}/b", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    ma, mb = (json.loads((tmp_path / r / "metrics.json").read_text()) for r in "ab")
+    assert mb["global_step"] == ma["global_step"] == 6 and mb["train/loss"] == ma["train/loss"]
+    wa, wb = (load_file(str(tmp_path / r / "adapter" / "adapter_model.safetensors")) for r in "ab")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)

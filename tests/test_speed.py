@@ -39,6 +39,8 @@ def test_every_switch_composes_and_validates():
     assert problems(cfg, "train") == []
     bad = problems(compose("train", ["model=tiny", "head_loss=fused"]), "train")
     assert any(p.startswith("head_loss='fused': must be one of") for p in bad), bad
+    bad = problems(compose("train", ["model=tiny", "tokenizer=none", "head_loss=liger"]), "train")
+    assert bad == ["head_loss=liger: needs a CUDA device (trainer.accelerator=cpu); use head_loss=chunked"]
 
 
 def test_adamw_is_fused_on_cuda_and_multi_tensor_on_cpu_unless_the_config_chose():

@@ -309,6 +309,7 @@ def main(argv: list[str] | None = None) -> dict:
     for k, v in (tiny_defaults if args.tiny else gpu_defaults).items():
         if getattr(args, k) is None:
             setattr(args, k, v)
+    args.warmup = max(args.warmup, 1)  # the timed window starts at the end of the last warm-up step
     args.pack_length = max(args.pack_length, max(MAX_LENGTH[pr] for pr in args.profiles))
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -80,6 +80,7 @@ class QwenFTModule(pl.LightningModule):
         super().__init__()
         self.model = model
         self.head_loss, self.head_loss_chunk = head_loss, head_loss_chunk  # train.yaml head_loss (auto: by device)
+        self._head_loss_resolved = False
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler  # partials from conf/optim, conf/scheduler
         self.rows_lr = rows_lr
         # what config-built callbacks read in their setup(): the (extended) tokenizer, the format, the new words
@@ -94,8 +95,9 @@ class QwenFTModule(pl.LightningModule):
         return self.model(**batch)
 
     def _loss(self, batch) -> tuple[torch.Tensor, int]:
-        if self.head_loss not in ("dense", "chunked", "liger"):  # auto: decided once the model is on its device
+        if not self._head_loss_resolved:  # auto: decided once the model is on its device
             self.head_loss = resolve_head_loss(self.head_loss, batch["input_ids"].device)
+            self._head_loss_resolved = True
         return label_loss(self.model, batch, self.head_loss, self.head_loss_chunk)
 
     def training_step(self, batch, batch_idx):
