@@ -320,41 +320,47 @@ def main(argv: list[str] | None = None) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
+        data: dict[str, tuple[list[dict], Path | None]] = {}
         for profile in args.profiles:
             if profile == "medquad":
                 records = medquad_records(args.medquad_examples)
                 data_file = tmp / "medquad_like.jsonl"
                 data_file.write_text("".join(json.dumps(r) + "\n" for r in records))
+                data[profile] = records, data_file
             else:
-                records, data_file = demo_examples("train"), None
-            for arm in args.arms:
-                row = {"profile": profile, "arm": arm}
-                if time.perf_counter() - t0 > args.budget_s:
-                    results.append({**row, "error": f"skipped: --budget-s {args.budget_s:.0f} s spent"})
-                    continue
-                _free()
-                if cuda:
-                    torch.cuda.reset_peak_memory_stats()
-                start = time.perf_counter()
-                try:
-                    torch.manual_seed(0)
-                    stats = (run_recipe(args, profile, records, cuda, tmp) if arm == "recipe" else
-                             run_qwenft(arm, args, profile, data_file, cuda, tmp))
-                except Exception as err:  # noqa: BLE001 - one arm failing must not lose the others' numbers
-                    traceback.print_exc()
-                    results.append({**row, "error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"})
-                    continue
-                if cuda:
-                    stats["peak_alloc_gib"] = torch.cuda.max_memory_allocated() / 2**30
-                    stats["peak_reserved_gib"] = torch.cuda.max_memory_reserved() / 2**30
-                else:  # one process: the peak RSS so far, not the arm's own
-                    from experiments.bench.peak import peak_rss_mb
+                data[profile] = demo_examples("train"), None
+        core = [a for a in args.arms if a in TINY_ARMS]  # the issue's three arms for every profile before any extra
+        order = [(pr, a) for group in (core, [a for a in args.arms if a not in core]) for pr in args.profiles
+                 for a in group]
+        for profile, arm in order:
+            records, data_file = data[profile]
+            row = {"profile": profile, "arm": arm}
+            if time.perf_counter() - t0 > args.budget_s:
+                results.append({**row, "error": f"skipped: --budget-s {args.budget_s:.0f} s spent"})
+                continue
+            _free()
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
+            start = time.perf_counter()
+            try:
+                torch.manual_seed(0)
+                stats = (run_recipe(args, profile, records, cuda, tmp) if arm == "recipe" else
+                         run_qwenft(arm, args, profile, data_file, cuda, tmp))
+            except Exception as err:  # noqa: BLE001 - one arm failing must not lose the others' numbers
+                traceback.print_exc()
+                results.append({**row, "error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"})
+                continue
+            if cuda:
+                stats["peak_alloc_gib"] = torch.cuda.max_memory_allocated() / 2**30
+                stats["peak_reserved_gib"] = torch.cuda.max_memory_reserved() / 2**30
+            else:  # one process: the peak RSS so far, not the arm's own
+                from experiments.bench.peak import peak_rss_mb
 
-                    stats["peak_alloc_gib"] = stats["peak_reserved_gib"] = peak_rss_mb() / 1024
-                stats.update(row, mfu=stats["flops"] / stats["seconds"] / peak, wall_s=time.perf_counter() - start)
-                results.append(stats)
-                print(json.dumps({k: v for k, v in stats.items() if k != "counts"}), flush=True)
-                _free()
+                stats["peak_alloc_gib"] = stats["peak_reserved_gib"] = peak_rss_mb() / 1024
+            stats.update(row, mfu=stats["flops"] / stats["seconds"] / peak, wall_s=time.perf_counter() - start)
+            results.append(stats)
+            print(json.dumps({k: v for k, v in stats.items() if k != "counts"}), flush=True)
+            _free()
     device = torch.cuda.get_device_name(0) if cuda else f"CPU ({platform.processor() or platform.machine()}, " \
                                                          f"{torch.get_num_threads()} threads)"
     versions = {m: __import__(m).__version__ for m in ("torch", "transformers", "peft", "pytorch_lightning")}
@@ -370,7 +376,8 @@ def main(argv: list[str] | None = None) -> dict:
           f"{versions['torch']}, transformers {versions['transformers']}, peft {versions['peft']}; Liger installed: "
           f"{report['liger']}; peak for MFU {peak / 1e12:.3g} TFLOP/s ({peak_how}); {args.warmup} warm-up + "
           f"{args.steps} timed steps per arm; total {report['wall_s']:.0f} s.\n\nCommand: `{report['command']}`\n\n"
-          f"{table(results, peak)}\n\n" + "\n".join(verdicts(results)) + "\n\nFLOPs counted as in "
+          f"{table(sorted(results, key=lambda r: (args.profiles.index(r['profile']), ARMS.index(r['arm']))), peak)}"
+          "\n\n" + "\n".join(verdicts(results)) + "\n\nFLOPs counted as in "
           "`experiments/bench/gpu_throughput.py`'s docstring (no recomputation, non-pad tokens only).\n")
     (out_dir / "gpu_throughput.json").write_text(json.dumps(report, indent=1, default=str))
     (out_dir / "gpu_throughput.md").write_text(md)
