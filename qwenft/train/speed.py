@@ -7,9 +7,10 @@
   bf16 precision, so CPU runs compute what they always did.
 * ``compile``: ``torch.compile`` on each decoder layer (regional compilation: the layers are identical, so one
   compiled graph serves all of them and compilation takes seconds, not minutes), with dynamic shapes because token
-  budgets give batches of varying width. Off by default: on CPU it was measured slower on ``model=tiny``
-  (compilation is most of a short run) and it needs a C++ compiler; see ``experiments/bench/gpu_throughput.py`` for
-  the GPU measurement.
+  budgets give batches of varying width. Off by default: on CPU the first compiled step of ``model=tiny`` took
+  53-330 s (2 shared cores; Inductor needs a C++ compiler) for a model whose uncompiled steps take under a second;
+  whether it pays on a GPU is what ``experiments/bench/gpu_throughput.py`` measures (``qwenft_best`` vs
+  ``qwenft_best_nocompile``).
 """
 
 from __future__ import annotations
