@@ -191,6 +191,8 @@ MODEL = {
     "model.hidden_size": Int(1, 65536), "model.num_hidden_layers": Int(1, 512),
     "model.num_attention_heads": Int(1, 1024), "model.num_key_value_heads": Int(1, 1024),
     "model.intermediate_size": Int(1, 262144), "model.tie_word_embeddings": BOOL, "model.seed": SEED,
+    "model.attn_implementation": Enum("sdpa", "eager", "flex_attention", "flash_attention_2", "flash_attention_3",
+                                      null=True),
 }
 
 
@@ -221,6 +223,8 @@ DATA = {
     "data.max_val_examples": Int(0, null=True),
     "data.data_files": Rule("any", null=True, check=_data_files,
                             text="a file, a list of files, or {split: file(s)} for datasets.load_dataset"),
+    "data.tokens_per_batch": Int(8, 1 << 30, null=True),
+    "data.pack_length": Int(8, 1 << 30, null=True),
     "data._required_": Rule("strlist"),
 }
 
@@ -372,6 +376,8 @@ RULES: dict[str, dict[str, Rule | Callable[[DictConfig], Rule]]] = {
     "train": {
         "seed": SEED, "run_dir": OPT_TEXT, "ckpt_path": OPT_TEXT, "validate_before": BOOL, "objective": TEXT,
         "eval_words_file": OPT_TEXT, "gradient_checkpointing": BOOL, "log_text": BOOL, "allow_data_change": BOOL,
+        "compile": BOOL, "frozen_dtype": Enum("auto", "float32", "bfloat16"),
+        "head_loss": Enum("dense", "chunked", "liger", "auto"), "head_loss_chunk": Int(1, 1 << 24),
         **MODEL, **DATA, **OPTIM, **SCHEDULER, **PEFT, **TOKENIZER, **TRAINER, **CALLBACKS, **STRATEGY, **EXPORT,
         **LOGGER,
     },
@@ -477,8 +483,40 @@ def prompt_and_file(cfg: DictConfig) -> str | None:
     return None
 
 
+def _token_budget(cfg: DictConfig) -> str | None:
+    """Every example (at most data.max_length tokens) must fit in a batch, and in a packed row."""
+    d = cfg.get("data")
+    if not isinstance(d, DictConfig):
+        return None
+    budget, row, longest = d.get("tokens_per_batch"), d.get("pack_length"), d.get("max_length")
+    if not isinstance(longest, int):
+        return None
+    if isinstance(budget, int) and budget < longest:
+        return f"data.tokens_per_batch={budget}: must be >= data.max_length={longest} (the longest example)"
+    if isinstance(row, int) and row < longest:
+        return f"data.pack_length={row}: must be >= data.max_length={longest} (the longest example)"
+    if isinstance(row, int) and isinstance(budget, int) and row > budget:
+        return f"data.pack_length={row}: must be <= data.tokens_per_batch={budget}"
+    return None
+
+
+def _liger_here(cfg: DictConfig) -> str | None:
+    """head_loss=liger needs CUDA and the package: refused before the model loads, not at the first step."""
+    if cfg.get("head_loss") != "liger":
+        return None
+    accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="cpu"))
+    if accelerator not in ("gpu", "cuda", "auto"):
+        return f"head_loss=liger: needs a CUDA device (trainer.accelerator={accelerator}); use head_loss=chunked"
+    import importlib.util
+
+    if importlib.util.find_spec("liger_kernel") is None:
+        return "head_loss=liger: liger-kernel is not installed (pip install liger-kernel); use head_loss=chunked"
+    return None
+
+
 CROSS: dict[str, list[Callable[[DictConfig], str | None]]] = {
-    "train": [_never_stops, _no_words, _discover_keys, _tiny_heads, _val_without_train],
+    "train": [_never_stops, _no_words, _discover_keys, _tiny_heads, _val_without_train, _token_budget,
+              _liger_here],
     "extend": [_no_words, _tiny_heads],
     "answer": [_tiny_heads, prompt_and_file],
     "evaluate": [_tiny_heads],

@@ -13,7 +13,9 @@ Two ways to waste little compute on padding (the pad fraction is reported either
   (``tests/test_train.py`` checks packed per-token losses equal per-example ones). On CPU the mask is dense,
   so attention over a packed row costs more than over grouped rows: grouping is the default here.
 
-Either way a step sees ``data.batch_size`` examples, so step counts and learning rates mean the same thing.
+Either way a step sees ``data.batch_size`` examples, so step counts and learning rates mean the same thing --
+unless ``data.tokens_per_batch`` is set: then a step carries about that many tokens, packed into rows of at most
+``data.pack_length`` or padded, however many examples that is (``qwenft.data.packing``; meant for GPUs).
 ``data.packing=auto`` packs when the run trains on raw text (its windows vary from a few tokens to
 ``max_length``) and groups by length otherwise.
 
@@ -40,6 +42,7 @@ from omegaconf import OmegaConf
 
 from qwenft.data.format import IGNORE, encode_example, encode_text, text_windows
 from qwenft.data.io import LoadResult, load_records
+from qwenft.data.packing import budget_batches, collate_rows, padding_of
 from qwenft.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -226,14 +229,22 @@ class ResumableLoader:
     """
 
     def __init__(self, examples: list[dict], batch_size: int, pad_id: int, seed: int, shuffle: bool = True,
-                 rank: int = 0, world_size: int = 1, packing: bool = False) -> None:
+                 rank: int = 0, world_size: int = 1, packing: bool = False, tokens_per_batch: int | None = None,
+                 pack_length: int | None = None) -> None:
         self.examples, self.batch_size, self.pad_id, self.seed, self.shuffle = examples, batch_size, pad_id, seed, shuffle
         self.packing = packing
+        # data.tokens_per_batch: batches by token count (qwenft.data.packing); packed rows at most pack_length long
+        self.tokens_per_batch = tokens_per_batch
+        self.pack_length = pack_length or max(len(e["input_ids"]) for e in examples)
         self.rank, self.world_size = rank, world_size
         self.epoch, self.trained, self._resume_at = 0, 0, 0
 
     def _batches(self) -> list[list[int]]:
-        if self.shuffle:
+        if self.tokens_per_batch:
+            batches = budget_batches([len(e["input_ids"]) for e in self.examples], self.tokens_per_batch,
+                                     packed=self.packing, pack_length=self.pack_length,
+                                     seed=self.seed + self.epoch if self.shuffle else None)
+        elif self.shuffle:
             batches = length_grouped_batches(self.examples, self.batch_size, self.seed + self.epoch)
         else:
             idx = list(range(len(self.examples)))
@@ -246,6 +257,9 @@ class ResumableLoader:
 
     def pad_fraction(self) -> float:
         """The share of padding positions over this epoch's batches (0 when packing)."""
+        if self.tokens_per_batch:
+            real, slots = padding_of(self.examples, self._batches(), self.packing, self.pack_length)
+            return 1.0 - real / slots if slots else 0.0
         if self.packing:
             return 0.0
         real = padded = 0
@@ -260,7 +274,10 @@ class ResumableLoader:
         self.trained = start
         for b in batches[start:]:
             chosen = [self.examples[i] for i in b]
-            yield collate_packed(chosen) if self.packing else collate(chosen, self.pad_id)
+            if self.packing and self.tokens_per_batch:
+                yield collate_rows(chosen, self.pack_length, self.pad_id)
+            else:
+                yield collate_packed(chosen) if self.packing else collate(chosen, self.pad_id)
         if self.shuffle:
             self.epoch += 1
         self.trained = 0
@@ -286,7 +303,8 @@ class TrainData(pl.LightningDataModule):
 
     def __init__(self, train: Prepared, val: Prepared | None, *, batch_size: int, pad_id: int, seed: int,
                  packing: bool | str = False, max_val_examples: int | None = None,
-                 heldout_texts: list[str] | None = None, test: Prepared | None = None) -> None:
+                 heldout_texts: list[str] | None = None, test: Prepared | None = None,
+                 tokens_per_batch: int | None = None, pack_length: int | None = None) -> None:
         super().__init__()
         if packing == "auto":  # raw text: windows from a few tokens to max_length pack with no padding at all
             packing = bool(train.stats.get("documents"))
@@ -297,6 +315,7 @@ class TrainData(pl.LightningDataModule):
         self.heldout_texts = list(heldout_texts or [])
         self.val_records = val.source.records if val is not None and val.source.schema == "clinical" else []
         self.batch_size, self.pad_id, self.seed, self.packing = batch_size, pad_id, seed, packing
+        self.tokens_per_batch, self.pack_length = tokens_per_batch, pack_length
         self.val_examples = (val.examples[:max_val_examples] if max_val_examples else val.examples) if val else []
         # the test split, scored once after fit (trainer.test): held-out examples capped like validation's
         self.test_examples = (test.examples[:max_val_examples] if max_val_examples else test.examples) if test else []
@@ -309,16 +328,20 @@ class TrainData(pl.LightningDataModule):
         if self.train_loader is not None:  # validate-then-fit calls setup twice: keep the loaders (and their state)
             return
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        budget = {"tokens_per_batch": self.tokens_per_batch, "pack_length": self.pack_length}
         self.train_loader = ResumableLoader(self.train_set.examples, self.batch_size, self.pad_id, self.seed,
-                                            rank=rank, world_size=world, packing=self.packing)
+                                            rank=rank, world_size=world, packing=self.packing, **budget)
         if self.val_examples:
             self.val_loader = ResumableLoader(self.val_examples, self.batch_size, self.pad_id, self.seed,
-                                              shuffle=False, rank=rank, world_size=world, packing=self.packing)
+                                              shuffle=False, rank=rank, world_size=world, packing=self.packing,
+                                              **budget)
         if self.test_examples:
             self.test_loader = ResumableLoader(self.test_examples, self.batch_size, self.pad_id, self.seed,
-                                               shuffle=False, rank=rank, world_size=world, packing=self.packing)
-        log.info("train: %d examples, %d batches/epoch on rank %d, pad fraction %.3f%s", len(self.train_set.examples),
-                 len(self.train_loader), rank, self.train_loader.pad_fraction(), " (packed)" if self.packing else "")
+                                               shuffle=False, rank=rank, world_size=world, packing=self.packing,
+                                               **budget)
+        log.info("train: %d examples, %d batches/epoch on rank %d, pad fraction %.3f%s%s", len(self.train_set.examples),
+                 len(self.train_loader), rank, self.train_loader.pad_fraction(), " (packed)" if self.packing else "",
+                 f", batches of <= {self.tokens_per_batch} tokens" if self.tokens_per_batch else "")
 
     def train_dataloader(self) -> ResumableLoader:
         return self.train_loader

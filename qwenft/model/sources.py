@@ -81,8 +81,13 @@ def tiny(
     tie_word_embeddings: bool = True,
     instruct: bool = True,
     seed: int = 0,
+    attn_implementation: str | None = None,
 ) -> Loaded:
-    """A randomly initialised Qwen2 with Qwen2.5's real tokenizer and padded 151 936-row matrix, for tests."""
+    """A randomly initialised Qwen2 with Qwen2.5's real tokenizer and padded 151 936-row matrix, for tests (and,
+    with Qwen2.5-0.5B's shape, for speed measurements: ``experiments/bench/gpu_throughput.py``).
+
+    ``attn_implementation``: None is transformers' default (sdpa); ``flex_attention`` or ``flash_attention_2`` run
+    packed rows without a dense mask (see ``qwenft.data.packing``)."""
     config = Qwen2Config(
         vocab_size=QWEN25_EMBEDDING_ROWS,
         hidden_size=hidden_size,
@@ -99,4 +104,6 @@ def tiny(
         torch.manual_seed(seed)
         model = Qwen2ForCausalLM(config)
     model.generation_config.eos_token_id = [151645, 151643]
+    if attn_implementation:
+        model.set_attn_implementation(attn_implementation)
     return _finish(model, qwen25_tokenizer(instruct=instruct), instruct, f"tiny(tied={tie_word_embeddings})")

@@ -21,6 +21,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from qwenft.adapters.apply import PeftSpec, apply_peft, trainable_summary
 from qwenft.atomic import atomic_write_text, recover
 from qwenft.data.datamodule import TrainData, load_splits, prepare, split_texts
+from qwenft.data.packing import row_length
 from qwenft.data.text import read_texts
 from qwenft.errors import Interrupted, UserError
 from qwenft.tokenizer.discover import discover_words
@@ -30,6 +31,7 @@ from qwenft.train.checkpoint_io import load_checkpoint_file
 from qwenft.train.export import export, model_card, publish
 from qwenft.train.module import QwenFTModule
 from qwenft.train.runinfo import run_info, tokenizer_sha256
+from qwenft.train.speed import compile_layers, frozen_dtype, hold_frozen_in
 from qwenft.validation import validate, writable_dir_problem
 
 log = logging.getLogger(__name__)
@@ -128,6 +130,13 @@ def wrap_model(cfg: DictConfig, model, new_ids: list[int]):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if not any(p.requires_grad for n, p in model.named_parameters() if "embed_tokens" in n):
             model.enable_input_require_grads()  # frozen embeddings would otherwise cut the graph
+    dtype = frozen_dtype(str(cfg.get("frozen_dtype", "auto")), cfg.trainer.get("accelerator", "cpu"),
+                         cfg.trainer.get("precision", "32-true"))
+    if hold_frozen_in(model, dtype):
+        log.info("frozen weights held in %s (frozen_dtype=%s); trained parameters in float32",
+                 str(dtype).removeprefix("torch."), cfg.get("frozen_dtype", "auto"))
+    if cfg.get("compile", False):
+        log.info("compile=true: %d decoder layers compiled with torch.compile (dynamic shapes)", compile_layers(model))
     return model.train()  # from_pretrained returns eval mode; LoRA dropout must be active while training
 
 
@@ -242,12 +251,22 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, handles: dict | No
         heldout = read_texts(cfg.data.heldout_text, unit=cfg.data.get("text_unit", "line"))
 
     model = wrap_model(cfg, loaded.model, new_ids)
+    pack_length = cfg.data.get("pack_length") or cfg.data.max_length
+    if cfg.data.get("tokens_per_batch"):
+        attn = getattr(loaded.model.config, "_attn_implementation", None)
+        rows = row_length(attn, cfg.data.tokens_per_batch, pack_length)
+        if rows != pack_length:
+            log.info("attention %s separates packed examples only in single-row batches: packed rows of "
+                     "data.tokens_per_batch=%d tokens instead of data.pack_length=%d", attn, rows, pack_length)
+        pack_length = rows
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     module = QwenFTModule(model, instantiate(cfg.optim), scheduler, cfg.tokenizer.rows_lr, tokenizer, loaded.instruct,
-                          words)
+                          words, head_loss=str(cfg.get("head_loss", "dense")),
+                          head_loss_chunk=int(cfg.get("head_loss_chunk", 4096)))
     data = TrainData(train_set, val_set, batch_size=cfg.data.batch_size, pad_id=tokenizer.pad_token_id,
                      seed=cfg.seed, packing=cfg.data.get("packing", False),
-                     max_val_examples=cfg.data.max_val_examples, heldout_texts=heldout, test=test_set)
+                     max_val_examples=cfg.data.max_val_examples, heldout_texts=heldout, test=test_set,
+                     tokens_per_batch=cfg.data.get("tokens_per_batch"), pack_length=pack_length)
     loggers = build_loggers(cfg)
     callbacks = [*build_callbacks(cfg, bool(words), bool(loggers)), DataHashes(data_sha256)]
     trainer = build_trainer(cfg, callbacks, loggers, run_dir, val_set is not None)

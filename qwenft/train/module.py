@@ -20,6 +20,8 @@ from peft import PeftModel
 
 from qwenft.adapters.apply import param_groups
 from qwenft.data.format import IGNORE
+from qwenft.train.head_loss import head_loss as head_ce
+from qwenft.train.head_loss import resolve as resolve_head_loss
 from qwenft.train.runinfo import tokenizer_sha256
 
 
@@ -28,8 +30,13 @@ def backbone_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn
     return inner.model, inner.get_output_embeddings()
 
 
-def label_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
-    """Mean next-token cross-entropy over label positions, computing the head only at those positions."""
+def label_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], head_loss: str = "dense",
+               chunk: int = 4096) -> tuple[torch.Tensor, int]:
+    """Mean next-token cross-entropy over label positions, computing the head only at those positions.
+
+    ``head_loss`` (resolved, see ``qwenft.train.head_loss``): ``dense`` holds those positions' logits at once,
+    ``chunked``/``liger`` ``chunk`` positions at a time.
+    """
     backbone, head = backbone_and_head(model)
     # packed batches carry position_ids and no attention_mask (see qwenft.data.datamodule); transformers only
     # reads the restarts as boundaries when there is no KV cache, hence use_cache=False (which training wants anyway)
@@ -37,9 +44,27 @@ def label_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[
                       position_ids=batch.get("position_ids"), use_cache=False).last_hidden_state
     targets = batch["labels"][:, 1:]
     keep = targets != IGNORE
-    logits = head(hidden[:, :-1][keep])
     n = int(keep.sum())
-    return F.cross_entropy(logits.float(), targets[keep], reduction="mean"), n
+    if head_loss == "dense":  # today's path, kept verbatim: CPU runs compute exactly what they did
+        return F.cross_entropy(head(hidden[:, :-1][keep]).float(), targets[keep], reduction="mean"), n
+    return head_ce(head, hidden[:, :-1][keep], targets[keep], head_loss, chunk), n
+
+
+def fused_kwargs(factory: Callable, groups: list[dict]) -> dict:
+    """AdamW's multi-tensor update when the config chose neither ``fused`` nor ``foreach``: ``fused=True`` when every
+    trained parameter is on CUDA (one kernel for the whole update; LoRA on the 0.5B model has 336 small tensors),
+    ``foreach=True`` on CPU, where torch's default is a per-tensor loop. On CPU the result is bitwise the same
+    (``tests/test_speed.py``) and the update of those 336 tensors took 566 instead of 790 ms (2 shared cores)."""
+    func = getattr(factory, "func", factory)
+    chosen = getattr(factory, "keywords", {})
+    if func is not torch.optim.AdamW or chosen.get("fused") is not None or chosen.get("foreach") is not None:
+        return {}
+    params = [p for g in groups for p in g["params"]]
+    if not params or not all(p.is_floating_point() for p in params):
+        return {}
+    if all(p.is_cuda for p in params):
+        return {"fused": True}
+    return {"foreach": True} if all(p.device.type == "cpu" for p in params) else {}
 
 
 class QwenFTModule(pl.LightningModule):
@@ -50,9 +75,12 @@ class QwenFTModule(pl.LightningModule):
     """
 
     def __init__(self, model: torch.nn.Module, optimizer: Callable, scheduler: Callable | None, rows_lr: float,
-                 tokenizer, instruct: bool = True, words: list[str] | None = None) -> None:
+                 tokenizer, instruct: bool = True, words: list[str] | None = None, head_loss: str = "dense",
+                 head_loss_chunk: int = 4096) -> None:
         super().__init__()
         self.model = model
+        self.head_loss, self.head_loss_chunk = head_loss, head_loss_chunk  # train.yaml head_loss (auto: by device)
+        self._head_loss_resolved = False
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler  # partials from conf/optim, conf/scheduler
         self.rows_lr = rows_lr
         # what config-built callbacks read in their setup(): the (extended) tokenizer, the format, the new words
@@ -66,11 +94,20 @@ class QwenFTModule(pl.LightningModule):
     def forward(self, **batch):
         return self.model(**batch)
 
+    def _loss(self, batch) -> tuple[torch.Tensor, int]:
+        if not self._head_loss_resolved:  # auto: decided once the model is on its device
+            self.head_loss = resolve_head_loss(self.head_loss, batch["input_ids"].device)
+            self._head_loss_resolved = True
+        return label_loss(self.model, batch, self.head_loss, self.head_loss_chunk)
+
     def training_step(self, batch, batch_idx):
-        loss, n = label_loss(self.model, batch)
+        loss, n = self._loss(batch)
         mask = batch.get("attention_mask")
         total = batch["input_ids"].numel()
-        self._nonpad = int(mask.sum()) if mask is not None else total  # packed: no padding at all
+        if "num_tokens" in batch:  # packed rows under a token budget: their pad tails are not tokens
+            self._nonpad = int(batch["num_tokens"])
+        else:
+            self._nonpad = int(mask.sum()) if mask is not None else total  # packed: no padding at all
         self.log("train/loss", loss, prog_bar=True, on_step=True, batch_size=n)
         self.log("train/label_tokens", float(n), on_step=True, reduce_fx="sum", batch_size=1)
         self.log("train/pad_fraction", 1.0 - self._nonpad / total, on_step=True, batch_size=1)
@@ -111,7 +148,7 @@ class QwenFTModule(pl.LightningModule):
                      batch_size=1, prog_bar=True)
 
     def validation_step(self, batch, batch_idx):
-        loss, n = label_loss(self.model, batch)
+        loss, n = self._loss(batch)
         self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)
 
     def test_step(self, batch, batch_idx):
@@ -124,7 +161,7 @@ class QwenFTModule(pl.LightningModule):
         body = self.optimizer_factory.keywords if hasattr(self.optimizer_factory, "keywords") else {}
         groups = param_groups(self.model, lr=body.get("lr", 1e-3), rows_lr=self.rows_lr,
                               weight_decay=body.get("weight_decay", 0.0))
-        opt = self.optimizer_factory(groups)
+        opt = self.optimizer_factory(groups, **fused_kwargs(self.optimizer_factory, groups))
         if self.scheduler_factory is None:
             return opt
         total = max(int(self.trainer.estimated_stepping_batches), 1)
