@@ -43,6 +43,8 @@ def test_discover_then_extend_then_reload(tmp_path):
     savings = [w["saving"] for w in report["words"]]
     assert savings == sorted(savings, reverse=True)
     assert all(w["saving"] == w["count"] * (w["pieces"] - 1) for w in report["words"])
+    assert report["tokens_saved_per_1000_words"] == pytest.approx(sum(w["per_1000_words"] for w in report["words"]))
+    assert all(w["per_1000_words"] > 0 for w in report["words"])
     assert report["fertility_after"] < report["fertility_before"]
 
     heldout = tmp_path / "heldout.txt"

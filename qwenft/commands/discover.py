@@ -31,16 +31,18 @@ def run(cfg: DictConfig) -> dict:
     out = Path(cfg.out)
     atomic_write_text(out / "words.txt", "".join(f"{c.word}\n" for c in cands))
     report = {"corpus": str(cfg.corpus), "texts": len(texts), "fertility_before": before, "fertility_after": after,
+              "tokens_saved_per_1000_words": sum(c.per_1000_words for c in cands),
               "words": [asdict(c) for c in cands]}
     atomic_write_text(out / "discover.json", json.dumps(report, indent=2, ensure_ascii=False))
 
     table = Table(title=f"{len(cands)} candidate words from {len(texts)} texts")
-    for col in ("word", "count", "pieces", "saving"):
+    for col in ("word", "count", "pieces", "tokens saved", "per 1000 words"):
         table.add_column(col, justify="left" if col == "word" else "right")
     for c in cands[:40]:
-        table.add_row(c.word, str(c.count), str(c.pieces), str(c.saving))
+        table.add_row(c.word, str(c.count), str(c.pieces), str(c.saving), f"{c.per_1000_words:.2f}")
     console = Console()
     console.print(table)
-    console.print(f"fertility (tokens/word): {before:.3f} -> {after:.3f}")
+    console.print(f"fertility (tokens/word): {before:.3f} -> {after:.3f}; the {len(cands)} words save "
+                  f"{sum(c.per_1000_words for c in cands):.1f} tokens per 1000 words of the corpus")
     console.print(f"words file: {out / 'words.txt'}  (use: qwenft extend tokenizer.words_file={out / 'words.txt'})")
     return report

@@ -27,7 +27,8 @@ class Candidate:
     word: str
     count: int
     pieces: int
-    saving: int
+    saving: int  # tokens the corpus saves: count x (pieces - 1)
+    per_1000_words: float = 0.0  # the same per 1 000 words of the corpus (comparable across corpora)
 
 
 def discover_words(
@@ -42,6 +43,7 @@ def discover_words(
         if isinstance(value, bool) or not isinstance(value, int) or value < low:  # max_words=-5 would drop 5 words
             raise UserError(f"{name}={value!r}: must be an integer >= {low}")
     counts = Counter(m.group(0) for t in texts for m in WORD.finditer(t))
+    n_words = max(sum(len(t.split()) for t in texts), 1)
     keys = sorted(tokenizer.get_vocab())
     cands = []
     for word, count in counts.items():
@@ -50,7 +52,7 @@ def discover_words(
         pieces = len(tokenizer(" " + word, add_special_tokens=False).input_ids)
         if pieces <= 1 or known_longer_words(keys, " " + word, limit=1):
             continue
-        cands.append(Candidate(word, count, pieces, count * (pieces - 1)))
+        cands.append(Candidate(word, count, pieces, count * (pieces - 1), 1000 * count * (pieces - 1) / n_words))
     cands.sort(key=lambda c: (-c.saving, c.word))
     if ignore_case_duplicates:  # "Neurogenix" and "neurogenix": keep the more valuable spelling
         seen: set[str] = set()
