@@ -276,7 +276,6 @@ TOKENIZER = {
     "tokenizer.distill.epochs": Int(0, 1000),
     "tokenizer.distill.batch_size": Int(1, 100000),
     "tokenizer.distill.lr": Float(0, 10, lo_open=True),
-    "tokenizer.distill.head": BOOL,
     "tokenizer.distill.generated_tokens": Int(1, 4096),
     "tokenizer.distill.seed": Int(0, UINT32, null=True),
     "tokenizer.trainable_rows": Enum("new_rows", "all", "frozen"),

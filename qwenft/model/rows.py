@@ -5,8 +5,9 @@ on the input side and, for untied heads, on the output side -- the model already
 ``description``: the mean of the rows of a short gloss given with the word (falls back to ``mean_subword``
 for words without one). ``adaptivocab`` (AdaptiVocab, arXiv 2503.19693): the input row weighted towards the
 last piece (the state the model reads the word from), the output row towards the first (what it writes first),
-weights 2^i; a tied model has one row and gets the input weighting. ``distill``: ``mean_subword``, then token
-distillation of the new rows against the original pieces (``qwenft.model.distill``). ``default``: what ``resize_token_embeddings(mean_resizing=True)`` gives, the mean of
+weights 2^i; a tied model has one row and gets the input weighting. ``distill``: ``adaptivocab``, then token
+distillation of the input rows against the original pieces (``qwenft.model.distill``); an untied head keeps the
+AdaptiVocab output rows. ``default``: what ``resize_token_embeddings(mean_resizing=True)`` gives, the mean of
 all old rows -- unrelated to the word. ``random``: N(0, initializer_range), the pre-2024 transformers default.
 """
 
@@ -66,9 +67,9 @@ def init_new_rows(
     missing_gloss = 0
     for t in new_tokens:
         for emb in [emb_in] if emb_out is None else [emb_in, emb_out]:
-            if strategy in ("mean_subword", "distill"):  # distill starts here and is learnt by the caller
+            if strategy == "mean_subword":
                 emb[t.id] = emb[t.piece_ids].mean(0)
-            elif strategy == "adaptivocab":
+            elif strategy in ("adaptivocab", "distill"):  # distill starts here; the caller learns the input rows
                 w = torch.pow(2.0, torch.arange(len(t.piece_ids), dtype=torch.float32))
                 w = (w if emb is emb_in else w.flip(0)) / w.sum()  # input: last piece heaviest; output: first
                 emb[t.id] = (w[:, None].to(emb.dtype) * emb[t.piece_ids]).sum(0)

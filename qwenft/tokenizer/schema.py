@@ -33,8 +33,7 @@ class DistillConfig:
     chars_after: int = 80
     epochs: int = 1
     batch_size: int = 8
-    lr: float = 1e-3
-    head: bool = True
+    lr: float = 1e-4
     generated_tokens: int = 40
     seed: int | None = None  # null: the run's seed
 
