@@ -621,6 +621,43 @@ def test_resume_with_another_tokenizer_is_refused_and_writes_nothing(tmp_path, m
     assert tree_digest(run) == before
 
 
+# ------------------------------------------------------------------- training-side combinations (issue #25)
+# Valid settings that meet in a way the code did not expect: each ends in a correct run or one clear line.
+
+#: the README's first command, made cheap: no W&B, two steps, one validation
+QUICK = ["model=tiny", "logger=none", "callbacks.rich_progress_bar=null", "data.max_length=128", "data.batch_size=4",
+         "data.max_val_examples=4", "trainer.precision=32-true", "validate_before=false",
+         "callbacks.new_word_metrics.max_texts=4", "callbacks.clinical_eval.n_prompts=0", "trainer.max_steps=2",
+         "trainer.val_check_interval=2", "callbacks.lr_monitor=null"]
+ABSENT = ["tokenizer.words=[neurogenix,cardiofluxin]"]  # in no demo split: the issue's words
+
+
+def _trained(run: Path, res) -> tuple[dict, dict]:  # noqa: ANN001 - an Outcome
+    assert res.code in (0, None) and "Traceback" not in res.err, res.err[-3000:]
+    assert (run / "merged" / "model.safetensors").is_file() and (run / "adapter").is_dir()
+    return json.loads((run / "metrics.json").read_text()), json.loads((run / "run_info.json").read_text())
+
+
+def _log(run: Path) -> str:
+    return "".join(p.read_text() for p in run.glob("*.log"))
+
+
+@pytest.mark.slow  # a real two-step run (~30 s on 2 shared cores)
+def test_words_absent_from_validation_train_export_and_say_what_was_monitored(tmp_path, monkeypatch, capsys):
+    """The issue's command: the best checkpoint monitored val/new_word_nll, which is never logged when no new word
+    occurs in the validation text, and Lightning raised after training; now it monitors val/loss and says so."""
+    run = tmp_path / "run"
+    res = run_cli(["train", *QUICK, *ABSENT, f"hydra.run.dir={run}"], monkeypatch, capsys)
+    metrics, info = _trained(run, res)
+    assert metrics["global_step"] == 2 and "val/loss" in metrics and "val/new_word_nll" not in metrics
+    assert info["monitors"]["best_checkpoint"] == {
+        "monitor": "val/loss", "instead_of": "val/new_word_nll",
+        "reason": "none of the 2 new words occurs in the 4 held-out texts scored (validation split)"}
+    assert info["heldout"] == {"source": "validation split", "texts": 4, "new_word_occurrences": 0}
+    assert "the best checkpoint monitors val/loss instead" in _log(run)
+    assert (run / "checkpoints" / "best.ckpt").is_file()
+
+
 # --------------------------------------------------------------------------------------------- reports
 
 

@@ -28,6 +28,13 @@ from qwenft.tokenizer.extend import extend_model, read_words_file, words_from_co
 from qwenft.train.callbacks import NewWordMetrics, SaveOnSignal
 from qwenft.train.checkpoint_io import load_checkpoint_file
 from qwenft.train.export import export, model_card, publish
+from qwenft.train.heldout import (
+    FALLBACK_MONITOR,
+    NEW_WORD_MONITOR,
+    heldout_texts,
+    monitor_fallback,
+    new_word_metrics_texts,
+)
 from qwenft.train.module import QwenFTModule
 from qwenft.train.runinfo import run_info, tokenizer_sha256
 from qwenft.validation import validate, writable_dir_problem
@@ -130,19 +137,29 @@ def wrap_model(cfg: DictConfig, model, new_ids: list[int]):
     return model.train()  # from_pretrained returns eval mode; LoRA dropout must be active while training
 
 
-def build_callbacks(cfg: DictConfig, has_words: bool, has_loggers: bool) -> list[pl.Callback]:
+def build_callbacks(cfg: DictConfig, fallback: str | None, has_loggers: bool,
+                    monitors: dict[str, dict] | None = None) -> list[pl.Callback]:
     """Every entry of ``cfg.callbacks`` with a ``_target_`` (``conf/callbacks/*.yaml``); ``null`` entries are off.
 
-    Two adjustments that follow from the run rather than from taste: without new words the best checkpoint
-    monitors ``val/loss`` (there is no new-word NLL to monitor), and the LR monitor needs a logger.
+    Two adjustments that follow from the run rather than from taste: when ``val/new_word_nll`` will not be
+    logged (``fallback`` says why: no new words, or none in the held-out text) the best checkpoint monitors
+    ``val/loss``, and the LR monitor needs a logger. ``monitors`` receives what each checkpoint callback
+    monitors, and why (``run_info.json``).
     """
     callbacks = []
     for name, node in (cfg.get("callbacks") or {}).items():
         if not isinstance(node, DictConfig) or "_target_" not in node:
             continue
-        if node.get("monitor") == "val/new_word_nll" and not has_words:
-            log.info("callbacks.%s: no new words in this run, monitoring val/loss instead", name)
-            node = OmegaConf.merge(node, {"monitor": "val/loss"})
+        if node.get("monitor") == NEW_WORD_MONITOR and fallback:
+            log.warning("callbacks.%s: %s, so %s is never logged: the best checkpoint monitors %s instead", name,
+                        fallback, NEW_WORD_MONITOR, FALLBACK_MONITOR)
+            node = OmegaConf.merge(node, {"monitor": FALLBACK_MONITOR})
+            if monitors is not None:
+                monitors[name] = {"monitor": FALLBACK_MONITOR, "instead_of": NEW_WORD_MONITOR, "reason": fallback}
+        elif node.get("monitor"):
+            log.info("callbacks.%s: the best checkpoint monitors %s", name, node.get("monitor"))
+            if monitors is not None:
+                monitors[name] = {"monitor": str(node.get("monitor"))}
         callback = instantiate(node)
         if isinstance(callback, pl.callbacks.LearningRateMonitor) and not has_loggers:
             continue
@@ -212,9 +229,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, handles: dict | No
         log.info("run dir: %s (left by an interrupted process)", note)
     train_set = prepare(sources["train"], tokenizer, loaded.instruct, cfg.data, strategy)
     val_set = prepare(sources["val"], tokenizer, loaded.instruct, cfg.data, strategy) if "val" in sources else None
-    heldout = val_set.texts if val_set else train_set.texts[:32]
-    if cfg.data.heldout_text:
-        heldout = read_texts(cfg.data.heldout_text, unit=cfg.data.get("text_unit", "line"))
+    heldout = heldout_texts(cfg, train_set.texts, val_set.texts if val_set else None, read_texts)
 
     model = wrap_model(cfg, loaded.model, new_ids)
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
@@ -222,9 +237,11 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, handles: dict | No
                           words)
     data = TrainData(train_set, val_set, batch_size=cfg.data.batch_size, pad_id=tokenizer.pad_token_id,
                      seed=cfg.seed, packing=cfg.data.get("packing", False),
-                     max_val_examples=cfg.data.max_val_examples, heldout_texts=heldout)
+                     max_val_examples=cfg.data.max_val_examples, heldout_texts=heldout.texts)
     loggers = build_loggers(cfg)
-    callbacks = [*build_callbacks(cfg, bool(words), bool(loggers)), DataHashes(data_sha256)]
+    monitors: dict[str, dict] = {}
+    callbacks = [*build_callbacks(cfg, monitor_fallback(cfg, words, heldout), bool(loggers), monitors),
+                 DataHashes(data_sha256)]
     trainer = build_trainer(cfg, callbacks, loggers, run_dir, val_set is not None)
 
     info = run_info(cfg, data_sha256)
@@ -232,7 +249,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, handles: dict | No
         info["previous_data_sha256"] = previous_data
     info.update(trainable_summary(model), tokenizer_sha256=module.tokenizer_sha256, words=len(words),
                 new_tokens=len(new_ids), world_size=trainer.world_size,
-                data={"train": train_set.stats, **({"val": val_set.stats} if val_set else {})})
+                data={"train": train_set.stats, **({"val": val_set.stats} if val_set else {})},
+                heldout=heldout.record(words, new_word_metrics_texts(cfg)), monitors=monitors)
     if trainer.global_rank == 0:
         atomic_write_text(run_dir / "run_info.json", json.dumps(info, indent=2))
         atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
