@@ -658,6 +658,101 @@ def test_words_absent_from_validation_train_export_and_say_what_was_monitored(tm
     assert (run / "checkpoints" / "best.ckpt").is_file()
 
 
+@pytest.mark.parametrize("how", ["run_dir", "hydra.run.dir"])
+@pytest.mark.parametrize("kind", ["old-run", "user-folder"])
+def test_a_new_run_refuses_a_folder_that_holds_files(how, kind, tmp_path, monkeypatch, capsys):
+    """A fresh run (no ckpt_path=) into another run's folder replaced its config, run_info and last.ckpt and mixed
+    two histories; into a user's folder it wrote beside their files. Refused before Hydra writes anything."""
+    if kind == "old-run":
+        run = _old_run(tmp_path, _demo_hashes())
+    else:
+        run = tmp_path / "mine"
+        run.mkdir()
+        (run / "notes.txt").write_text("my notes\n")
+    before = tree_digest(run)
+    res = run_cli(["train", *TINY, f"{how}={run}", f"hydra.sweep.dir={tmp_path}/s"], monkeypatch, capsys)
+    msg = res.one_error_line()
+    what = "another run (.hydra/, checkpoints/, cli.log" if kind == "old-run" else "1 entry (notes.txt)"
+    assert msg.startswith(f"{how}={run}: already holds {what}") and "ckpt_path=last" in msg, msg
+    assert tree_digest(run) == before
+
+
+def test_an_empty_folder_is_a_fine_run_dir_and_the_refusal_is_also_in_the_library(tmp_path):
+    """``train()`` itself (notebooks, benchmarks) refuses an occupied folder before reading any data."""
+    from qwenft.errors import UserError
+    from qwenft.train import rundir
+    from qwenft.train.loop import train
+
+    (tmp_path / "empty").mkdir()
+    rundir.refuse_occupied(tmp_path / "empty", "run_dir")  # nothing there: no error
+    run = _old_run(tmp_path, _demo_hashes())
+    before = tree_digest(run)
+    with pytest.raises(UserError, match=r"run_dir=.*already holds another run"):
+        train(compose("train", [*TINY, f"paths.output_dir={run}"]), run_dir=run)
+    assert tree_digest(run) == before
+
+
+def test_two_processes_cannot_write_one_run_dir(tmp_path, monkeypatch, capsys):
+    """The first holds run_dir/.qwenft.lock (flock) for the whole run; the second is one line, and writes nothing
+    (a resume would pass the fresh-run check, so the lock is what stops it)."""
+    import subprocess
+    import sys
+    import time
+
+    run = _old_run(tmp_path, _demo_hashes())
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
+                               "from qwenft.train.rundir import lock\n"
+                               "with lock(Path(sys.argv[1])):\n print('locked', flush=True); time.sleep(120)",
+                               str(run)], stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        before = tree_digest(run)
+        start = time.time()
+        res = run_cli(["train", *TINY, "ckpt_path=last", f"run_dir={run}"], monkeypatch, capsys)
+        msg = res.one_error_line()
+        assert msg == (f"run_dir={run}: another qwenft process (pid {holder.pid}) is writing this run directory; "
+                       "wait for it to finish, or choose another folder"), msg
+        assert tree_digest(run) == before and time.time() - start < 60  # before the model loads
+    finally:
+        holder.kill()
+        holder.wait()
+    from qwenft.train.rundir import lock
+
+    with lock(run):  # the killed holder's lock went with it
+        pass
+    assert not (run / ".qwenft.lock").exists()
+
+
+def test_an_output_folder_that_cannot_be_written_exits_3(tmp_path, monkeypatch, capsys):
+    """The README's exit code for an output that cannot be written is 3 (it was 2 for an unwritable folder)."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    for args in (["train", *TINY, f"run_dir={blocker}/run"], ["train", *TINY, f"hydra.run.dir={blocker}/run"],
+                 ["discover", "corpus=x.txt", f"out={blocker}/d", f"hydra.run.dir={tmp_path}/h"]):
+        msg = run_cli(args, monkeypatch, capsys).one_error_line(code=3)
+        assert f"cannot write there: {blocker} is a file, not a folder" in msg, (args, msg)
+
+
+def test_run_dir_holds_hydras_files_and_nothing_lands_in_the_working_directory(tmp_path, monkeypatch, capsys):
+    """With run_dir= set, Hydra wrote .hydra/ and its log into ./outputs/train/<time>/; export wrote
+    ./outputs/export/<time>/. Now the run's own folder holds them, and export writes no file of its own."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    run = tmp_path / "run"
+    res = run_cli(["train", *TINY, f"run_dir={run}", f"ckpt_path={tmp_path}/nope.ckpt"], monkeypatch, capsys)
+    assert "does not exist" in res.one_error_line()  # refused inside the job, after Hydra started it
+    assert list(cwd.iterdir()) == [] and not run.exists()  # a refused new run leaves no folder either
+    res = run_cli(["export", str(tmp_path)], monkeypatch, capsys)
+    assert "no config.yaml here" in res.one_error_line()
+    assert list(cwd.iterdir()) == []
+    for verb in ("export", "import_gguf"):
+        hydra = compose(verb, ["run_dir=x"] if verb == "export" else [], return_hydra_config=True).hydra
+        assert hydra.run.dir == "." and hydra.output_subdir is None and "file" not in hydra.job_logging.handlers
+    hydra = compose("train", [*TINY, f"run_dir={run}"], return_hydra_config=True).hydra
+    assert hydra.run.dir == str(run)
+
+
 # --------------------------------------------------------------------------------------------- reports
 
 
@@ -713,8 +808,8 @@ def test_read_only_run_dir_is_one_line_before_any_work(tmp_path, monkeypatch, ca
                      ["report", f"out={ro}/r", f"hydra.run.dir={tmp_path}/h3"],
                      ["export", f"{ro}", f"hydra.run.dir={tmp_path}/h4"]):
             res = run_cli(args, monkeypatch, capsys)
-            msg = res.one_error_line()
-            assert "read-only filesystem" in msg or "no config.yaml" in msg, (args, msg)
+            msg = res.one_error_line(code=3)  # 3: an output cannot be written (README "Reliability")
+            assert "read-only filesystem" in msg, (args, msg)
 
 
 def test_disk_full_while_writing_outputs_keeps_the_previous_version(tmp_path):

@@ -25,6 +25,7 @@ from qwenft.data.text import read_texts
 from qwenft.errors import Interrupted, UserError
 from qwenft.tokenizer.discover import discover_words
 from qwenft.tokenizer.extend import extend_model, read_words_file, words_from_config
+from qwenft.train import rundir
 from qwenft.train.callbacks import NewWordMetrics, SaveOnSignal
 from qwenft.train.checkpoint_io import load_checkpoint_file
 from qwenft.train.export import export, model_card, publish
@@ -37,7 +38,7 @@ from qwenft.train.heldout import (
 )
 from qwenft.train.module import QwenFTModule
 from qwenft.train.runinfo import run_info, tokenizer_sha256
-from qwenft.validation import validate, writable_dir_problem
+from qwenft.validation import validate
 
 log = logging.getLogger(__name__)
 
@@ -202,13 +203,16 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, handles: dict | No
     notebooks).
     """
     validate(cfg, "train")  # every key's type and range: one line before anything is read or loaded
+    key = "run_dir" if run_dir or cfg.get("run_dir") else "hydra.run.dir"
     run_dir = Path(run_dir or cfg.get("run_dir") or cfg.paths.output_dir)
+    # the folder is this run's alone: not another run's (unless resuming), not written by two processes at once
+    with rundir.claim(run_dir, resuming=bool(cfg.get("ckpt_path")), key=key):
+        return _train(cfg, run_dir, handles)
+
+
+def _train(cfg: DictConfig, run_dir: Path, handles: dict | None) -> dict:
     if str(run_dir) != str(cfg.paths.output_dir):  # loggers and callbacks write under paths.output_dir
         cfg = OmegaConf.merge(cfg, {"paths": {"output_dir": str(run_dir)}})
-    problem = writable_dir_problem(run_dir)
-    if problem:
-        raise UserError(f"run dir {run_dir}: cannot write there: {problem}")
-    run_dir.mkdir(parents=True, exist_ok=True)
     log.info("run dir: %s", run_dir)
     pl.seed_everything(cfg.seed, workers=True)
     sources = load_splits(cfg.data)  # fail on bad input before loading a model
@@ -348,9 +352,12 @@ def export_run(run_dir: str | Path, checkpoint: str = "last", push_to_hub: bool 
     ckpt = run_dir / "checkpoints" / f"{checkpoint}.ckpt"
     if not ckpt.is_file():
         raise UserError(f"checkpoint={checkpoint}: {ckpt} does not exist")
-    problem = writable_dir_problem(run_dir)
-    if problem:
-        raise UserError(f"run_dir={run_dir}: cannot write there: {problem}")
+    rundir.writable(run_dir, "run_dir")
+    with rundir.lock(run_dir):  # not while a training process writes the same run
+        return _export_run(run_dir, ckpt, checkpoint, push_to_hub)
+
+
+def _export_run(run_dir: Path, ckpt: Path, checkpoint: str, push_to_hub: bool | None) -> dict[str, str]:
     try:
         cfg = OmegaConf.load(run_dir / "config.yaml")
     except Exception as err:  # a truncated or hand-edited YAML
