@@ -375,6 +375,9 @@ ISSUE_CASES = [
     (["train", *TINY, "trainer.max_steps=-1", "trainer.max_epochs=-1"], "trainer.max_steps=-1 with"),
     (["train", *TINY, "tokenizer.discover={min_count: 2, foo: 1}"], "tokenizer.discover.foo: unknown key"),
     (["train", *TINY, "tokenizer.words_file=null"], "no new words"),
+    (["train", *TINY, "tokenizer=none", "tokenizer.words_file=null", "tokenizer.words=[neurogenix]"],
+     "tokenizer.words=['neurogenix']: tokenizer=none does not extend the vocabulary, so these words would be dropped"),
+    (["train", *TINY, "tokenizer=none"], "tokenizer.words_file="),  # TINY's words file, dropped the same way
     (["train", *TINY, "model.hidden_size=65"], "model.hidden_size=65 must be a multiple"),
     (["answer", "model=tiny", "max_questions=5000"], "max_questions=5000: must be an integer in [1, 1000]"),
     (["evaluate", "model=tiny", "strategies=[magic]"], "strategies=['magic']: must be a list of strategy names"),
@@ -435,6 +438,14 @@ def test_help_and_cfg_still_work(tmp_path, monkeypatch, capsys):
     assert res.code in (0, None) and "lr: 0.5" in res.out
     res = run_cli(["discover", "--help"], monkeypatch, capsys)
     assert res.code in (0, None) and "corpus" in res.out
+
+
+def test_words_without_extension_are_fine_when_scored():
+    """``tokenizer=none`` keeps words only as ``eval_words_file`` (the OOV ablation): that is not refused."""
+    from qwenft.validation import validate
+
+    validate(compose("train", [*TINY, "tokenizer=none", "eval_words_file=${demo:words.txt}"]), "train")
+    validate(compose("train", ["experiment=oov_ablation", "tokenizer=none"]), "train")
 
 
 def test_data_files_requires_a_train_path_even_from_the_library():

@@ -114,6 +114,10 @@ def extend_vocabulary(cfg: DictConfig, loaded, train_texts: list[str]):
     """Add the configured (or discovered) words; returns ``(tokenizer, new_ids, words, manifest)``."""
     if not cfg.tokenizer.extend:
         words = read_words_file(cfg.eval_words_file)[0] if cfg.get("eval_words_file") else []
+        given = [k for k in ("words", "words_file", "discover") if cfg.tokenizer.get(k)]
+        if given:  # validation refuses them without eval_words_file; with it, they are ignored: say so
+            log.warning("tokenizer=none: tokenizer.%s is ignored (no extension); the words scored are those of "
+                        "eval_words_file=%s", given[0], cfg.eval_words_file)
         return loaded.tokenizer, [], words, None  # ablations: the words are still scored, as their old pieces
     if cfg.tokenizer.discover:
         found = discover_words(train_texts, loaded.tokenizer, **cfg.tokenizer.discover)
