@@ -641,6 +641,7 @@ QUICK = ["model=tiny", "logger=none", "callbacks.rich_progress_bar=null", "data.
          "callbacks.new_word_metrics.max_texts=4", "callbacks.clinical_eval.n_prompts=0", "trainer.max_steps=2",
          "trainer.val_check_interval=2", "callbacks.lr_monitor=null"]
 ABSENT = ["tokenizer.words=[neurogenix,cardiofluxin]"]  # in no demo split: the issue's words
+DEMO_WORDS = ["tokenizer.words_file=${demo:words.txt}"]  # the demo's own words, in every split
 
 
 def _trained(run: Path, res) -> tuple[dict, dict]:  # noqa: ANN001 - an Outcome
@@ -762,6 +763,99 @@ def test_run_dir_holds_hydras_files_and_nothing_lands_in_the_working_directory(t
         assert hydra.run.dir == "." and hydra.output_subdir is None and "file" not in hydra.job_logging.handlers
     hydra = compose("train", [*TINY, f"run_dir={run}"], return_hydra_config=True).hydra
     assert hydra.run.dir == str(run)
+
+
+def _shaped_run(tmp_path: Path, data_sha256: dict | None = None, record: bool = True) -> Path:
+    """An old run with TINY's config.yaml whose checkpoint records the demo data and (``record``) TINY's settings,
+    as training writes them."""
+    run = _old_run(tmp_path, data_sha256 or _demo_hashes())
+    cfg = compose("train", [*TINY, f"paths.output_dir={run}"])
+    (run / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    if record:
+        from qwenft.train.identity import checkpoint_shape
+
+        state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+        state["qwenft_shape"] = checkpoint_shape(cfg)
+        torch.save(state, run / "checkpoints" / "last.ckpt")
+    return run
+
+
+RESHAPED = [("peft.r=8", "peft.r=16, now peft.r=8"),
+            ("peft.target_modules=[q_proj,v_proj]", "peft.target_modules=null, now peft.target_modules=[q_proj,v_proj]"),
+            ("peft=full", "peft.method=lora, now peft.method=full"),
+            ("model.hidden_size=32", "model.hidden_size=64, now model.hidden_size=32"),
+            ("tokenizer.trainable_rows=all", "tokenizer.trainable_rows=new_rows, now tokenizer.trainable_rows=all")]
+
+
+@pytest.mark.parametrize(("change", "diff"), RESHAPED, ids=[c for c, _ in RESHAPED])
+def test_a_resume_with_other_settings_is_refused_before_anything_is_written(change, diff, tmp_path, monkeypatch,
+                                                                              capsys):
+    """``peft.r=8`` on an r=16 run crashed inside training (state-dict size mismatch) after rewriting the finished
+    run's config.yaml and run_info.json. Now one line, before the model loads, and the old run is as it was."""
+    run = _shaped_run(tmp_path)
+    before = tree_digest(run)
+    res = run_cli(["train", *TINY, change, "ckpt_path=last", f"hydra.run.dir={run}"], monkeypatch, capsys)
+    msg = res.one_error_line()
+    assert msg == (f"ckpt_path={run}/checkpoints/last.ckpt: the checkpoint was trained with {diff}: a resume must "
+                   "keep the settings that shape the checkpoint (model, peft, tokenizer); resume with the old "
+                   "values, or start a new run in a new folder"), msg
+    assert tree_digest(run) == before
+
+
+def test_an_older_checkpoint_is_compared_with_its_runs_config(tmp_path, monkeypatch, capsys):
+    """A checkpoint written before ``qwenft_shape`` existed: its run's config.yaml is the reference."""
+    run = _shaped_run(tmp_path, record=False)
+    before = tree_digest(run)
+    res = run_cli(["train", *TINY, "peft.alpha=8", "ckpt_path=last", f"hydra.run.dir={run}"], monkeypatch, capsys)
+    assert "trained with peft.alpha=32, now peft.alpha=8" in res.one_error_line()
+    assert tree_digest(run) == before
+
+
+def test_resume_tensor_check_names_the_first_misfit():
+    from qwenft.errors import UserError
+    from qwenft.train.loop import check_resume_tensors
+
+    now = {"model.a": torch.zeros(2, 3), "model.b": torch.zeros(4)}
+    check_resume_tensors({"model.a": (2, 3), "model.b": (4,)}, now, Path("x.ckpt"))
+    with pytest.raises(UserError, match=r"1 tensors have another size in this run \(e.g. model.a: \[8, 3\]"):
+        check_resume_tensors({"model.a": (8, 3), "model.b": (4,)}, now, Path("x.ckpt"))
+    with pytest.raises(UserError, match=r"1 only in the checkpoint, 0 only in this run, e.g. model.c"):
+        check_resume_tensors({"model.a": (2, 3), "model.b": (4,), "model.c": (1,)}, now, Path("x.ckpt"))
+
+
+@pytest.mark.parametrize("other", ["data", "settings"])
+def test_export_refuses_another_runs_checkpoint(other, tmp_path, monkeypatch, capsys):
+    """``qwenft export`` took a last.ckpt from another run (other data) and wrote this run's data hash into the
+    card. The checkpoint's own records must match the run's run_info.json and config.yaml."""
+    hashes = _demo_hashes()
+    run = _shaped_run(tmp_path, hashes)
+    (run / "run_info.json").write_text(json.dumps({"data_sha256": hashes}))
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    if other == "data":
+        state["qwenft_data_sha256"] = {**hashes, "train": "a" * 64}
+        needle = f"it was trained on other data (train sha256 aaaaaaaaaaaa…, this run's run_info.json: {hashes['train'][:12]}…)"
+    else:
+        state["qwenft_shape"]["peft.r"] = 4
+        needle = "it was trained with peft.r=4, now peft.r=16 (this run's config.yaml)"
+    torch.save(state, run / "checkpoints" / "last.ckpt")
+    before = tree_digest(run)
+    msg = run_cli(["export", str(run)], monkeypatch, capsys).one_error_line()
+    assert msg.startswith(f"{run}/checkpoints/last.ckpt: not this run's checkpoint: ") and needle in msg, msg
+    assert tree_digest(run) == before
+
+
+@pytest.mark.slow  # two real runs (~1 min on 2 shared cores)
+@pytest.mark.parametrize("change", ["peft.r=8", "peft.target_modules=[q_proj,v_proj]"])
+def test_a_real_run_resumed_with_another_adapter_is_refused_and_kept(change, tmp_path, monkeypatch, capsys):
+    """The battery's case end to end: a finished r=16 run, resumed with another adapter, crashed inside training
+    (size mismatch) after rewriting its config.yaml and run_info.json."""
+    run = tmp_path / "run"
+    args = [*QUICK, *DEMO_WORDS, "callbacks.last_checkpoint.every_n_train_steps=2", f"run_dir={run}"]
+    _trained(run, run_cli(["train", *args], monkeypatch, capsys))
+    before = tree_digest(run)
+    res = run_cli(["train", *args, change, "trainer.max_steps=4", "ckpt_path=last"], monkeypatch, capsys)
+    assert "a resume must keep the settings that shape the checkpoint" in res.one_error_line()
+    assert tree_digest(run) == before
 
 
 # --------------------------------------------------------------------------------------------- reports

@@ -36,6 +36,7 @@ from qwenft.train.heldout import (
     monitor_fallback,
     new_word_metrics_texts,
 )
+from qwenft.train.identity import RunIdentity, check_export_identity, check_resume_shape, checkpoint_shape
 from qwenft.train.module import QwenFTModule
 from qwenft.train.runinfo import run_info, tokenizer_sha256
 from qwenft.validation import validate
@@ -55,16 +56,6 @@ def resolve_ckpt(ckpt_path: str | None, run_dir: Path) -> Path | None:
         hint = " (set run_dir= or hydra.run.dir= to the run to resume)" if str(ckpt_path) == "last" else ""
         raise UserError(f"ckpt_path={ckpt_path}: {path} does not exist{hint}")
     return path
-
-
-class DataHashes(pl.Callback):
-    """Every checkpoint records the sha256 of the data it was trained on, so a resume can tell other data."""
-
-    def __init__(self, data_sha256: dict[str, str]) -> None:
-        self.data_sha256 = dict(data_sha256)
-
-    def on_save_checkpoint(self, trainer, module, checkpoint):
-        checkpoint["qwenft_data_sha256"] = self.data_sha256
 
 
 def check_resume_data(state: dict | None, ckpt: Path | None, data_sha256: dict[str, str],
@@ -108,6 +99,23 @@ def check_resume_tokenizer(state: dict, ckpt: Path, tokenizer) -> None:
     if saved is not None and saved != now:
         raise UserError(f"ckpt_path={ckpt}: checkpoint was trained with a different tokenizer (sha256 {saved[:12]}…, "
                         f"now {now[:12]}…): resume with the same model/tokenizer config")
+
+
+def check_resume_tensors(saved: dict[str, tuple], state: dict, ckpt: Path) -> None:
+    """The checkpoint's tensors must be this model's trainable ones, name for name and size for size (a mismatch
+    would fail inside ``trainer.fit``, after the run's files were rewritten)."""
+    now = {k: tuple(v.shape) for k, v in state.items()}
+    extra, missing = sorted(set(saved) - set(now)), sorted(set(now) - set(saved))
+    wrong = sorted(k for k in set(saved) & set(now) if saved[k] != now[k])
+    if wrong:
+        raise UserError(f"ckpt_path={ckpt}: {len(wrong)} tensors have another size in this run (e.g. {wrong[0]}: "
+                        f"{list(saved[wrong[0]])} in the checkpoint, {list(now[wrong[0]])} now): resume with the "
+                        "settings the checkpoint was trained with")
+    if extra or missing:
+        name = (extra or missing)[0]
+        raise UserError(f"ckpt_path={ckpt}: the checkpoint's trainable tensors differ from this run's "
+                        f"({len(extra)} only in the checkpoint, {len(missing)} only in this run, e.g. {name}): "
+                        "resume with the settings the checkpoint was trained with")
 
 
 def extend_vocabulary(cfg: DictConfig, loaded, train_texts: list[str]):
@@ -226,6 +234,10 @@ def _train(cfg: DictConfig, run_dir: Path, handles: dict | None) -> dict:
     resumed = load_checkpoint_file(ckpt, mmap=True) if ckpt else None  # unreadable: one line, nothing written
     data_sha256 = {k: v.sha256 for k, v in sources.items()}
     previous_data = check_resume_data(resumed, ckpt, data_sha256, bool(cfg.get("allow_data_change", False)))
+    resumed_shapes = None
+    if resumed is not None:  # another adapter / model / vocabulary setting: refused before the model loads
+        check_resume_shape(resumed, ckpt, cfg)
+        resumed_shapes = {k: tuple(v.shape) for k, v in resumed["state_dict"].items()}
     strategy = cfg.strategy.name
 
     loaded = instantiate(cfg.model)
@@ -233,8 +245,6 @@ def _train(cfg: DictConfig, run_dir: Path, handles: dict | None) -> dict:
     if resumed is not None:  # refused here, before this run writes anything into the old run's dir
         check_resume_tokenizer(resumed, ckpt, tokenizer)
         del resumed
-    for note in recover(run_dir) + recover(run_dir / "checkpoints"):
-        log.info("run dir: %s (left by an interrupted process)", note)
     train_set = prepare(sources["train"], tokenizer, loaded.instruct, cfg.data, strategy)
     val_set = prepare(sources["val"], tokenizer, loaded.instruct, cfg.data, strategy) if "val" in sources else None
     heldout = heldout_texts(cfg, train_set.texts, val_set.texts if val_set else None, read_texts)
@@ -243,13 +253,17 @@ def _train(cfg: DictConfig, run_dir: Path, handles: dict | None) -> dict:
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     module = QwenFTModule(model, instantiate(cfg.optim), scheduler, cfg.tokenizer.rows_lr, tokenizer, loaded.instruct,
                           words)
+    if resumed_shapes is not None:  # whatever else shapes the tensors: still before anything is written
+        check_resume_tensors(resumed_shapes, module.state_dict(), ckpt)
+    for note in recover(run_dir) + recover(run_dir / "checkpoints"):
+        log.info("run dir: %s (left by an interrupted process)", note)
     data = TrainData(train_set, val_set, batch_size=cfg.data.batch_size, pad_id=tokenizer.pad_token_id,
                      seed=cfg.seed, packing=cfg.data.get("packing", False),
                      max_val_examples=cfg.data.max_val_examples, heldout_texts=heldout.texts)
     loggers = build_loggers(cfg)
     monitors: dict[str, dict] = {}
     callbacks = [*build_callbacks(cfg, monitor_fallback(cfg, words, heldout), bool(loggers), monitors),
-                 DataHashes(data_sha256)]
+                 RunIdentity(data_sha256, checkpoint_shape(cfg))]
     trainer = build_trainer(cfg, callbacks, loggers, run_dir, val_set is not None)
 
     info = run_info(cfg, data_sha256)
@@ -367,6 +381,12 @@ def _export_run(run_dir: Path, ckpt: Path, checkpoint: str, push_to_hub: bool | 
     except Exception as err:  # a truncated or hand-edited YAML
         raise UserError(f"{run_dir / 'config.yaml'}: cannot read: {str(err).splitlines()[0][:160]}") from None
     state = load_checkpoint_file(ckpt)
+    try:
+        info = json.loads((run_dir / "run_info.json").read_text())
+    except (OSError, ValueError):
+        info = {}  # killed before it was written, or unreadable: the checkpoint's own records still count
+    info = info if isinstance(info, dict) else {}
+    check_export_identity(state, ckpt, cfg, info)  # another run's checkpoint: refused before the model loads
     for note in recover(run_dir) + recover(run_dir / "checkpoints"):
         log.info("run dir: %s (left by an interrupted process)", note)
     sources = load_splits(cfg.data)
@@ -378,13 +398,17 @@ def _export_run(run_dir: Path, ckpt: Path, checkpoint: str, push_to_hub: bool | 
                         "changed since)")
     model = wrap_model(cfg, loaded.model, new_ids)
     weights = {k.removeprefix("model."): v for k, v in state["state_dict"].items()}
-    missing = set(weights) - {n for n, _ in model.named_parameters()}
+    params = dict(model.named_parameters())
+    missing = set(weights) - set(params)
     if missing:
         raise UserError(f"{ckpt}: {len(missing)} tensors do not fit this run's model (e.g. {sorted(missing)[0]})")
+    wrong = sorted(k for k, v in weights.items() if tuple(v.shape) != tuple(params[k].shape))
+    if wrong:
+        raise UserError(f"{ckpt}: {len(wrong)} tensors do not fit this run's model (e.g. {wrong[0]}: "
+                        f"{list(weights[wrong[0]].shape)}, the model's {list(params[wrong[0]].shape)})")
     model.load_state_dict(weights, strict=False)
     metrics = run_metrics(run_dir)
     metrics["global_step"] = state.get("global_step", metrics.get("global_step"))
-    info = json.loads((run_dir / "run_info.json").read_text()) if (run_dir / "run_info.json").is_file() else {}
     card = model_card(base_model=loaded.name, manifest=manifest, run_info=info, metrics=metrics, config=cfg,
                       checkpoint=checkpoint)
     out = export(model, tokenizer, run_dir, manifest, adapter=bool(cfg.export.get("adapter", True)), card=card)
