@@ -378,6 +378,17 @@ ISSUE_CASES = [
     (["train", *TINY, "tokenizer=none", "tokenizer.words_file=null", "tokenizer.words=[neurogenix]"],
      "tokenizer.words=['neurogenix']: tokenizer=none does not extend the vocabulary, so these words would be dropped"),
     (["train", *TINY, "tokenizer=none"], "tokenizer.words_file="),  # TINY's words file, dropped the same way
+    # keys that reach libraries: refused before the model loads, not by the library after it (issue 25)
+    (["train", *TINY, "+trainer.bogus_flag=5"], "trainer.bogus_flag=5: pytorch_lightning.Trainer takes no argument"),
+    (["train", *TINY, "+callbacks.best_checkpoint.montor=val/loss"],
+     "callbacks.best_checkpoint.montor=val/loss: pytorch_lightning.callbacks.ModelCheckpoint takes no argument "
+     "'montor'; did you mean monitor?"),
+    (["train", *TINY, "+model.hiden_size=32"], "model.hiden_size=32: qwenft.model.sources.tiny takes no argument"),
+    (["train", *TINY, "peft.target_modules=[no_such_proj]"], "peft.target_modules: 'no_such_proj' is no module of "
+                                                             "Qwen2; did you mean o_proj or up_proj? LoRA can adapt: "),
+    (["train", *TINY, "peft.target_modules=[q_proj,mlp]"], "peft.target_modules: 'mlp' is a Qwen2MLP in Qwen2, which "
+                                                           "LoRA cannot adapt"),
+    (["train", *TINY, "optim._target_=torch.optim.NoSuchOpt"], "optim._target_=torch.optim.NoSuchOpt: cannot import"),
     (["train", *TINY, "model.hidden_size=65"], "model.hidden_size=65 must be a multiple"),
     (["answer", "model=tiny", "max_questions=5000"], "max_questions=5000: must be an integer in [1, 1000]"),
     (["evaluate", "model=tiny", "strategies=[magic]"], "strategies=['magic']: must be a list of strategy names"),
@@ -809,6 +820,17 @@ def test_an_older_checkpoint_is_compared_with_its_runs_config(tmp_path, monkeypa
     res = run_cli(["train", *TINY, "peft.alpha=8", "ckpt_path=last", f"hydra.run.dir={run}"], monkeypatch, capsys)
     assert "trained with peft.alpha=32, now peft.alpha=8" in res.one_error_line()
     assert tree_digest(run) == before
+
+
+def test_peft_refusing_target_modules_is_one_line_even_without_the_preflight():
+    """Where the architecture is not known before loading (a hub model not cached), PEFT's own refusal after the
+    model loads is still one line naming the key."""
+    from qwenft.adapters.apply import PeftSpec, apply_peft
+    from qwenft.errors import UserError
+    from qwenft.model.sources import tiny
+
+    with pytest.raises(UserError, match=r"^peft.target_modules=\['nope'\]: Target modules \{'nope'\} not found"):
+        apply_peft(tiny().model, PeftSpec(target_modules=["nope"]), [], "frozen")
 
 
 def test_resume_tensor_check_names_the_first_misfit():

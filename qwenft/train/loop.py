@@ -25,7 +25,7 @@ from qwenft.data.text import read_texts
 from qwenft.errors import Interrupted, UserError
 from qwenft.tokenizer.discover import discover_words
 from qwenft.tokenizer.extend import extend_model, read_words_file, words_from_config
-from qwenft.train import rundir
+from qwenft.train import preflight, rundir
 from qwenft.train.callbacks import NewWordMetrics, SaveOnSignal
 from qwenft.train.checkpoint_io import load_checkpoint_file
 from qwenft.train.export import export, model_card, publish
@@ -226,6 +226,7 @@ def _train(cfg: DictConfig, run_dir: Path, handles: dict | None) -> dict:
     if str(run_dir) != str(cfg.paths.output_dir):  # loggers and callbacks write under paths.output_dir
         cfg = OmegaConf.merge(cfg, {"paths": {"output_dir": str(run_dir)}})
     log.info("run dir: %s", run_dir)
+    preflight.check(cfg)  # keys that reach libraries (Trainer kwargs, LoRA target modules): before any loading
     pl.seed_everything(cfg.seed, workers=True)
     sources = load_splits(cfg.data)  # fail on bad input before loading a model
     if cfg.tokenizer.extend and not cfg.tokenizer.discover:
