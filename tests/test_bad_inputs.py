@@ -1008,6 +1008,64 @@ def test_recover_restores_an_interrupted_export_and_removes_temp_files(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["merged", live.name]), notes
 
 
+def test_a_group_of_outputs_is_replaced_all_or_nothing(tmp_path):
+    from qwenft.atomic import atomic_group
+
+    for name in ("adapter", "merged"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "w").write_text("old")
+    (tmp_path / "metrics.json").write_text("old")
+    before = tree_digest(tmp_path)
+    with pytest.raises(RuntimeError, match="cut"):
+        with atomic_group(tmp_path, ["adapter", "merged", "metrics.json"], tag="export") as stage:
+            (stage / "adapter").mkdir()
+            (stage / "adapter" / "w").write_text("new")
+            raise RuntimeError("cut between two outputs")
+    assert tree_digest(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == [
+        "adapter", "merged", "metrics.json"]
+    with atomic_group(tmp_path, ["adapter", "merged", "metrics.json"], tag="export") as stage:
+        for name in ("adapter", "merged"):
+            (stage / name).mkdir()
+            (stage / name / "w").write_text("new")
+        (stage / "metrics.json").write_text("new")
+    assert [(tmp_path / f).read_text() for f in ("adapter/w", "merged/w", "metrics.json")] == ["new"] * 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter", "merged", "metrics.json"]
+
+
+def test_a_signal_during_an_export_raises_and_one_during_its_renames_waits(tmp_path):
+    import signal as sig
+
+    from qwenft.errors import Interrupted
+    from qwenft.train.export import ExportSignals
+
+    with pytest.raises(Interrupted, match="SIGTERM during the export: nothing was exported") as stop:
+        with ExportSignals(tmp_path):
+            os.kill(os.getpid(), sig.SIGTERM)
+            for _ in range(100):  # the handler runs between two bytecodes
+                pass
+    assert stop.value.exit_code == 143
+    with pytest.raises(Interrupted, match=f"SIGINT at the end of the export: the export in {tmp_path} is complete"):
+        with ExportSignals(tmp_path) as guard:
+            guard.commit()
+            os.kill(os.getpid(), sig.SIGINT)
+            for _ in range(100):
+                pass
+            done = True  # the renames went on
+    assert done and sig.getsignal(sig.SIGTERM) is not None
+
+
+def test_validation_due_at_a_resumed_step_only_when_the_history_lacks_it(tmp_path):
+    from qwenft.train.callbacks import validation_due
+
+    hist = tmp_path / "history.jsonl"
+    hist.write_text('{"step": 3, "train/loss": 1.0}\n{"step": 6, "val/loss": 1.0}\n')
+    trainer = OmegaConf.create({"val_check_interval": 3, "check_val_every_n_epoch": None, "accumulate_grad_batches": 1})
+    assert validation_due(3, trainer, hist) and not validation_due(6, trainer, hist)  # 6 was validated
+    assert not validation_due(4, trainer, hist) and not validation_due(0, trainer, hist)
+    assert not validation_due(3, OmegaConf.merge(trainer, {"check_val_every_n_epoch": 1}), hist)  # per epoch: not ours
+    assert validation_due(3, OmegaConf.merge(trainer, {"val_check_interval": 6, "accumulate_grad_batches": 2}), hist)
+
+
 def test_history_has_each_step_once_after_a_resume(tmp_path):
     from types import SimpleNamespace
 

@@ -7,6 +7,7 @@ model is, and tokenized before ``trainer.fit``, so a bad file costs seconds, not
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import signal
@@ -22,13 +23,13 @@ from qwenft.adapters.apply import PeftSpec, apply_peft, trainable_summary
 from qwenft.atomic import atomic_write_text, recover
 from qwenft.data.datamodule import TrainData, load_splits, prepare, split_texts
 from qwenft.data.text import read_texts
-from qwenft.errors import Interrupted, UserError
+from qwenft.errors import Interrupted, OutputError, UserError
 from qwenft.tokenizer.discover import discover_words
 from qwenft.tokenizer.extend import extend_model, read_words_file, words_from_config
 from qwenft.train import preflight, rundir
-from qwenft.train.callbacks import NewWordMetrics, SaveOnSignal
+from qwenft.train.callbacks import NewWordMetrics, SaveOnSignal, ValidateOnResume, validation_due
 from qwenft.train.checkpoint_io import load_checkpoint_file
-from qwenft.train.export import export, model_card, publish
+from qwenft.train.export import ExportSignals, export, model_card, publish
 from qwenft.train.heldout import (
     FALLBACK_MONITOR,
     NEW_WORD_MONITOR,
@@ -235,10 +236,11 @@ def _train(cfg: DictConfig, run_dir: Path, handles: dict | None) -> dict:
     resumed = load_checkpoint_file(ckpt, mmap=True) if ckpt else None  # unreadable: one line, nothing written
     data_sha256 = {k: v.sha256 for k, v in sources.items()}
     previous_data = check_resume_data(resumed, ckpt, data_sha256, bool(cfg.get("allow_data_change", False)))
-    resumed_shapes = None
+    resumed_shapes, resumed_step = None, 0
     if resumed is not None:  # another adapter / model / vocabulary setting: refused before the model loads
         check_resume_shape(resumed, ckpt, cfg)
         resumed_shapes = {k: tuple(v.shape) for k, v in resumed["state_dict"].items()}
+        resumed_step = int(resumed.get("global_step") or 0)
     strategy = cfg.strategy.name
 
     loaded = instantiate(cfg.model)
@@ -265,6 +267,8 @@ def _train(cfg: DictConfig, run_dir: Path, handles: dict | None) -> dict:
     monitors: dict[str, dict] = {}
     callbacks = [*build_callbacks(cfg, monitor_fallback(cfg, words, heldout), bool(loggers), monitors),
                  RunIdentity(data_sha256, checkpoint_shape(cfg))]
+    if val_set is not None and validation_due(resumed_step, cfg.trainer, run_dir / "history.jsonl"):
+        callbacks.append(ValidateOnResume(resumed_step))  # killed during that step's validation: redo it
     trainer = build_trainer(cfg, callbacks, loggers, run_dir, val_set is not None)
 
     info = run_info(cfg, data_sha256)
@@ -307,17 +311,25 @@ def _train(cfg: DictConfig, run_dir: Path, handles: dict | None) -> dict:
             metrics[f"data/{split}_dropped"] = prepared.dropped
             metrics[f"data/{split}_windowed"] = prepared.stats.get("windowed", 0)  # raw text cut, not truncated
     if trainer.global_rank == 0:
-        # written before the export too: a kill during the export keeps the run's metrics (`qwenft export` redoes it)
-        atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
         if cfg.export.enabled:
-            which = str(cfg.export.get("checkpoint", "last"))
-            if which == "best":
-                metrics["export/checkpoint"] = load_best(module, callbacks)
-            card = model_card(base_model=loaded.name, manifest=manifest, run_info=info, metrics=metrics,
-                              config=cfg, checkpoint=which)
-            metrics["outputs"] = export(model, tokenizer, run_dir, manifest, adapter=cfg.export.adapter, card=card)
+            # all or nothing: tokenizer/, adapter/, merged/ and metrics.json move in together; a SIGTERM before
+            # that is one line (exit 143) and leaves the previous outputs as they were
+            with ExportSignals(run_dir) as guard:
+                which = str(cfg.export.get("checkpoint", "last"))
+                if which == "best":
+                    metrics["export/checkpoint"] = load_best(module, callbacks)
+                card = model_card(base_model=loaded.name, manifest=manifest, run_info=info, metrics=metrics,
+                                  config=cfg, checkpoint=which)
+                try:
+                    metrics["outputs"] = export(model, tokenizer, run_dir, manifest, adapter=cfg.export.adapter,
+                                                card=card, metrics=metrics, guard=guard)
+                except OutputError:  # a full disk: keep the run's numbers; `qwenft export RUN_DIR` redoes the rest
+                    with contextlib.suppress(OutputError):
+                        atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+                    raise
             publish(cfg.export, run_dir, loggers)
-        atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+        else:
+            atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
     log.info("run dir: %s", run_dir)
     return metrics
 
