@@ -880,6 +880,97 @@ def test_a_real_run_resumed_with_another_adapter_is_refused_and_kept(change, tmp
     assert tree_digest(run) == before
 
 
+WITH_WORD = ["Neurogenix was started.", "Then neurogenix again."]
+WITHOUT = ["The patient rested.", "No new drug was given."]
+#: (id, overrides, train texts, val texts or None, heldout file text or None, expected fallback reason or None)
+MONITOR_CASES = [
+    ("words-in-val", [], WITHOUT, WITH_WORD, None, None),
+    ("words-absent-from-val", [], WITH_WORD, WITHOUT, None,
+     "none of the 1 new words occurs in the 2 held-out texts scored (validation split)"),
+    ("heldout-file-without-words", [], WITH_WORD, WITH_WORD, "\n".join(WITHOUT), "none of the 1 new words occurs in "
+     "the 2 held-out texts scored (data.heldout_text=HELDOUT)"),
+    ("heldout-file-with-words", [], WITHOUT, WITHOUT, "\n".join(WITH_WORD), None),
+    ("no-val-split-words-in-train", [], WITH_WORD, None, None, None),
+    ("no-val-split-no-word-anywhere", [], WITHOUT, None, None,
+     "none of the 1 new words occurs in the 2 held-out texts scored (training texts (first 32; no validation split))"),
+    ("new-word-metrics-off", ["callbacks.new_word_metrics=null"], WITH_WORD, WITH_WORD, None,
+     "callbacks.new_word_metrics is off"),
+    ("no-text-scored", ["callbacks.new_word_metrics.max_texts=0"], WITH_WORD, WITH_WORD, None,
+     "no held-out text is scored (validation split, callbacks.new_word_metrics.max_texts=0)"),
+    ("word-only-past-max-texts", ["callbacks.new_word_metrics.max_texts=1"], WITH_WORD, [*WITHOUT[:1], *WITH_WORD],
+     None, "none of the 1 new words occurs in the 1 held-out texts scored (validation split)"),
+]
+
+
+@pytest.mark.parametrize("case", MONITOR_CASES, ids=[c[0] for c in MONITOR_CASES])
+def test_what_the_best_checkpoint_monitors_is_decided_from_the_texts(case, tmp_path):
+    """Every way the new words can be missing from the scored text: the decision is made before fit, from the
+    texts, so validation never meets a key that is not logged."""
+    from qwenft.data.text import read_texts
+    from qwenft.train.heldout import heldout_texts, monitor_fallback
+
+    _, extra, train_texts, val_texts, heldout_file, reason = case
+    if heldout_file is not None:
+        (tmp_path / "heldout.txt").write_text(heldout_file + "\n")
+        extra = [*extra, f"data.heldout_text={tmp_path / 'heldout.txt'}"]
+    cfg = compose("train", [*TINY, *extra])
+    held = heldout_texts(cfg, train_texts, val_texts, read_texts)
+    expected = reason.replace("HELDOUT", str(tmp_path / "heldout.txt")) if reason else None
+    assert monitor_fallback(cfg, ["neurogenix"], held) == expected
+    assert monitor_fallback(cfg, [], held) == "no new words in this run"
+
+
+BEST_WITHOUT_VALIDATION = [
+    (["data=files", "data.train_path=${demo:train.jsonl}"], "export.checkpoint=best: no validation split"),
+    (["callbacks.best_checkpoint=null"], "export.checkpoint=best: no callback keeps a best checkpoint"),
+    (["trainer.max_steps=2", "trainer.val_check_interval=5"],
+     "export.checkpoint=best: trainer.val_check_interval=5 is past trainer.max_steps=2"),
+]
+
+
+@pytest.mark.parametrize(("extra", "start"), BEST_WITHOUT_VALIDATION, ids=["no-val-split", "callback-off",
+                                                                          "interval-past-max-steps"])
+def test_export_best_without_a_validation_is_refused_before_training(extra, start, tmp_path, monkeypatch, capsys):
+    """It used to train to the end and then fail: 'no best checkpoint was saved'."""
+    run = tmp_path / "run"
+    res = run_cli(["train", *TINY, "export.checkpoint=best", *extra, f"hydra.run.dir={run}"], monkeypatch, capsys)
+    assert res.one_error_line().startswith(start)
+    assert not run.exists()
+
+
+def test_discovery_that_finds_no_word_is_one_line(tmp_path, monkeypatch, capsys):
+    run = tmp_path / "run"
+    res = run_cli(["train", *TINY, "tokenizer.words_file=null", "tokenizer.discover={min_count: 1000000}",
+                   f"run_dir={run}"], monkeypatch, capsys)
+    assert res.one_error_line().startswith("tokenizer.discover={min_count: 1000000}: found no new word in the "
+                                           "training data; lower min_count")
+    assert not run.exists()
+
+
+@pytest.mark.slow  # one real two-step run per case (~30 s each on 2 shared cores)
+@pytest.mark.parametrize("case", ["val-split-without-the-word", "heldout-file-without-the-words",
+                                  "best-export-with-words-absent", "no-val-split-no-word"])
+def test_runs_whose_words_miss_the_scored_text_train_export_and_say_so(case, tmp_path, monkeypatch, capsys):
+    pc = [{"prompt": f"What is item {i}?", "completion": f"Item {i} is neurogenix, taken daily."} for i in range(12)]
+    plain = [{"prompt": f"What is thing {i}?", "completion": f"Thing {i} is aspirin."} for i in range(6)]
+    (tmp_path / "train.jsonl").write_bytes(jl(*pc))
+    (tmp_path / "val.jsonl").write_bytes(jl(*plain))
+    (tmp_path / "heldout.txt").write_text("A quiet night on the ward.\nThe patient rested.\n")
+    files = ["data=files", f"data.train_path={tmp_path / 'train.jsonl'}", "tokenizer.words=[neurogenix]"]
+    extra, monitor = {
+        "val-split-without-the-word": ([*files, f"data.val_path={tmp_path / 'val.jsonl'}"], "val/loss"),
+        "heldout-file-without-the-words": ([*DEMO_WORDS, f"data.heldout_text={tmp_path / 'heldout.txt'}"], "val/loss"),
+        "best-export-with-words-absent": ([*ABSENT, "export.checkpoint=best"], "val/loss"),
+        "no-val-split-no-word": (["data=files", f"data.train_path={tmp_path / 'val.jsonl'}", *ABSENT], "val/loss"),
+    }[case]
+    run = tmp_path / "run"
+    metrics, info = _trained(run, run_cli(["train", *QUICK, *extra, f"run_dir={run}"], monkeypatch, capsys))
+    assert info["monitors"]["best_checkpoint"]["monitor"] == monitor and metrics["global_step"] == 2
+    assert "val/new_word_nll" not in metrics
+    if case == "best-export-with-words-absent":
+        assert metrics["export/checkpoint"] == str(run / "checkpoints" / "best.ckpt")
+
+
 # --------------------------------------------------------------------------------------------- reports
 
 

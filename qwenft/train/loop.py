@@ -131,6 +131,11 @@ def extend_vocabulary(cfg: DictConfig, loaded, train_texts: list[str]):
     if cfg.tokenizer.discover:
         found = discover_words(train_texts, loaded.tokenizer, **cfg.tokenizer.discover)
         words, glosses = [c.word for c in found], {}
+        if not words:  # a split without any candidate: say so, not "no new tokens to add ... 0 words"
+            settings = ", ".join(f"{k}: {v}" for k, v in cfg.tokenizer.discover.items())
+            raise UserError(f"tokenizer.discover={{{settings}}}: found no new word in the training data; lower "
+                            "min_count / min_length, or give the words (tokenizer.words=[...] or "
+                            "tokenizer.words_file=PATH)")
         log.info("discovered %d words in the training data: %s", len(words), ", ".join(words[:20]))
     else:
         words, glosses = words_from_config(cfg.tokenizer)
@@ -230,6 +235,7 @@ def _train(cfg: DictConfig, run_dir: Path, handles: dict | None) -> dict:
     preflight.check(cfg)  # keys that reach libraries (Trainer kwargs, LoRA target modules): before any loading
     pl.seed_everything(cfg.seed, workers=True)
     sources = load_splits(cfg.data)  # fail on bad input before loading a model
+    preflight.check_best_export(cfg, "val" in sources)
     if cfg.tokenizer.extend and not cfg.tokenizer.discover:
         words_from_config(cfg.tokenizer)  # a bad words file fails here too, not after the model loads
     ckpt = resolve_ckpt(cfg.ckpt_path, run_dir)

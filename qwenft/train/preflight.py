@@ -101,3 +101,28 @@ def check_target_modules(cfg: DictConfig) -> None:
         if not kinds & set(LORA_TYPES):
             raise UserError(f"peft.target_modules: {name!r} is a {'/'.join(sorted(kinds))} in {arch}, which LoRA "
                             f"cannot adapt; name its layers instead: {', '.join(adaptable)}")
+
+
+def check_best_export(cfg: DictConfig, has_val: bool) -> None:
+    """``export.checkpoint=best`` exports the best checkpoint kept at validation: without a validation split, a
+    best-checkpoint callback or a validation before ``max_steps``, none is ever kept, and the run found out
+    after training. Refused before any loading instead."""
+    export = cfg.get("export")
+    if not isinstance(export, DictConfig) or not export.get("enabled") or str(export.get("checkpoint")) != "best":
+        return
+    if not has_val:
+        raise UserError("export.checkpoint=best: no validation split, so no best checkpoint is ever kept; set "
+                        "data.val_path=FILE, or export.checkpoint=last")
+    monitored = [n for n, node in (cfg.get("callbacks") or {}).items() if isinstance(node, DictConfig)
+                 and str(node.get("_target_", "")).endswith("ModelCheckpoint") and node.get("monitor")]
+    if not monitored:
+        raise UserError("export.checkpoint=best: no callback keeps a best checkpoint (callbacks.best_checkpoint is "
+                        "off); turn it on, or export.checkpoint=last")
+    trainer = cfg.get("trainer") or {}
+    every, steps = trainer.get("val_check_interval"), trainer.get("max_steps")
+    accumulate = int(trainer.get("accumulate_grad_batches") or 1)
+    if isinstance(every, int) and not isinstance(every, bool) and trainer.get("check_val_every_n_epoch") is None \
+            and isinstance(steps, int) and steps > 0 and every > steps * accumulate:
+        raise UserError(f"export.checkpoint=best: trainer.val_check_interval={every} is past trainer.max_steps="
+                        f"{steps}, so no validation runs and no best checkpoint is kept; lower the interval, or "
+                        "export.checkpoint=last")
