@@ -133,12 +133,13 @@ class ValidateOnResume(pl.Callback):
         if trainer.global_step != self.step or trainer.sanity_checking:
             return
         log.info("resumed at step %d, whose validation the interrupted run did not finish: running it", self.step)
-        loop = trainer.fit_loop.epoch_loop
-        first_loop_iter = trainer._logger_connector._first_loop_iter
-        trainer.validating = True  # as Lightning's training epoch loop runs a validation inside training
-        loop.val_loop.run()
+        connector = trainer._logger_connector  # as Lightning's training epoch loop runs a validation inside fit
+        first_loop_iter = getattr(connector, "_first_loop_iter", None)
+        trainer.validating = True
+        trainer.fit_loop.epoch_loop.val_loop.run()
         trainer.training = True
-        trainer._logger_connector._first_loop_iter = first_loop_iter
+        if hasattr(connector, "_first_loop_iter"):
+            connector._first_loop_iter = first_loop_iter
 
 
 def validation_due(step: int, trainer_cfg, history: Path) -> bool:  # noqa: ANN001 - DictConfig

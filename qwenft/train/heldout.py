@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 NEW_WORD_MONITOR = "val/new_word_nll"
 FALLBACK_MONITOR = "val/loss"
+NO_WORDS = "no new words in this run"
 TRAIN_TEXTS = 32  # without a validation split: how many training texts stand in for held-out text
 
 
@@ -70,7 +71,7 @@ def monitor_fallback(cfg: DictConfig, words: list[str], heldout: Heldout) -> str
     """Why ``val/new_word_nll`` will not be logged at validation (so the best checkpoint must monitor
     ``val/loss``), or None when it will be."""
     if not words:
-        return "no new words in this run"
+        return NO_WORDS
     max_texts = new_word_metrics_texts(cfg)
     if max_texts is None:
         return "callbacks.new_word_metrics is off"

@@ -33,6 +33,7 @@ from qwenft.train.export import ExportSignals, export, model_card, publish
 from qwenft.train.heldout import (
     FALLBACK_MONITOR,
     NEW_WORD_MONITOR,
+    NO_WORDS,
     heldout_texts,
     monitor_fallback,
     new_word_metrics_texts,
@@ -170,8 +171,10 @@ def build_callbacks(cfg: DictConfig, fallback: str | None, has_loggers: bool,
         if not isinstance(node, DictConfig) or "_target_" not in node:
             continue
         if node.get("monitor") == NEW_WORD_MONITOR and fallback:
-            log.warning("callbacks.%s: %s, so %s is never logged: the best checkpoint monitors %s instead", name,
-                        fallback, NEW_WORD_MONITOR, FALLBACK_MONITOR)
+            # a warning when the run has words the text lacks; plain information for a run without words
+            log.log(logging.INFO if fallback == NO_WORDS else logging.WARNING,
+                    "callbacks.%s: %s, so %s is never logged: the best checkpoint monitors %s instead", name,
+                    fallback, NEW_WORD_MONITOR, FALLBACK_MONITOR)
             node = OmegaConf.merge(node, {"monitor": FALLBACK_MONITOR})
             if monitors is not None:
                 monitors[name] = {"monitor": FALLBACK_MONITOR, "instead_of": NEW_WORD_MONITOR, "reason": fallback}
