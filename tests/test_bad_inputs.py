@@ -772,6 +772,9 @@ def test_run_dir_holds_hydras_files_and_nothing_lands_in_the_working_directory(t
     for verb in ("export", "import_gguf"):
         hydra = compose(verb, ["run_dir=x"] if verb == "export" else [], return_hydra_config=True).hydra
         assert hydra.run.dir == "." and hydra.output_subdir is None and "file" not in hydra.job_logging.handlers
+    for verb in ("answer", "serve"):  # they made an empty outputs/<verb>/<time>/ on every call
+        hydra = compose(verb, ["model=tiny"], return_hydra_config=True).hydra
+        assert hydra.run.dir == "." and hydra.output_subdir is None
     hydra = compose("train", [*TINY, f"run_dir={run}"], return_hydra_config=True).hydra
     assert hydra.run.dir == str(run)
 
