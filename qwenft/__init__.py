@@ -18,6 +18,9 @@ def _register_config_schemas() -> None:
         OmegaConf.register_new_resolver("demo", lambda name: str(demo / name))
     if not OmegaConf.has_resolver("cpu_precision"):  # ${cpu_precision:}: bf16-mixed only where the CPU has bf16
         OmegaConf.register_new_resolver("cpu_precision", cpu_precision, use_cache=True)
+    if not OmegaConf.has_resolver("first"):  # ${first:${run_dir},outputs/...}: the first value that is set
+        OmegaConf.register_new_resolver("first", lambda *values: next((v for v in values if v not in (None, "")),
+                                                                      None))
     if not OmegaConf.has_resolver("native_bf16"):
         OmegaConf.register_new_resolver("native_bf16", native_bf16, use_cache=True)
 

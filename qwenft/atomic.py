@@ -17,7 +17,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -150,6 +150,48 @@ def atomic_dir(dest: str | os.PathLike) -> Iterator[Path]:
             raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_group(folder: str | os.PathLike, names: list[str], tag: str = "group",
+                 on_commit: Callable[[], None] | None = None) -> Iterator[Path]:
+    """Several outputs of ``folder`` replaced together, or none of them: yield a staging folder in which the
+    block writes each of ``names`` (files or folders); on success they are moved in place one after the other
+    (renames only: microseconds), the replaced folders kept as ``.NAME.old-<pid>`` until all are in. An error or
+    a signal handler's exception while the block writes leaves every previous output as it was and no temp
+    file (``recover`` removes the staging folder of a killed writer). ``on_commit`` runs just before the renames
+    (a signal handler can then hold a signal back until they are done).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(dir=folder, prefix=f".{tag}.tmp-{os.getpid()}-"))
+    try:
+        try:
+            yield stage
+            missing = [n for n in names if not (stage / n).exists()]
+            if missing:
+                raise RuntimeError(f"atomic_group: {missing[0]} was not written")
+            for n in names:
+                share_modes(stage / n)
+        except Exception as err:
+            started = [n for n in names if (stage / n).exists()]  # the one being written when it failed
+            _raise_if_write_error(err, folder / (started[-1] if started else names[0] if names else ""))
+            raise
+        if on_commit is not None:
+            on_commit()
+        olds = []
+        for n in names:
+            dest, new = folder / n, stage / n
+            if dest.is_dir() and not dest.is_symlink():
+                old = folder / f".{n}.old-{os.getpid()}"
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(dest, old)
+                olds.append(old)
+            os.replace(new, dest)
+        for old in olds:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -148,7 +148,7 @@ def check_outputs(cfg, config_name: str) -> None:  # noqa: ANN001 - DictConfig
     """The folder a verb writes to must be writable before the work starts (read-only mount, a file there)."""
     from omegaconf import OmegaConf
 
-    from qwenft.errors import UserError
+    from qwenft.errors import OutputError
     from qwenft.validation import writable_dir_problem
 
     key = {"train": "run_dir", "export": "run_dir"}.get(config_name, "out")
@@ -158,8 +158,8 @@ def check_outputs(cfg, config_name: str) -> None:  # noqa: ANN001 - DictConfig
         return
     if value and config_name != "answer":
         problem = writable_dir_problem(value)
-        if problem:
-            raise UserError(f"{key}={value}: cannot write there: {problem}")
+        if problem:  # an output that cannot be written: exit 3, as for a full disk
+            raise OutputError(f"{key}={value}: cannot write there: {problem}")
 
 
 class RunGuard:
@@ -171,6 +171,7 @@ class RunGuard:
 
     def __init__(self, run_dir: Path, subdir: str | None) -> None:
         self.run_dir = run_dir
+        self.existed = run_dir.is_dir()  # a folder Hydra creates for a refused run is removed again
         self.files: dict[Path, bytes] = {}
         self.logs: dict[Path, int] = {p: p.stat().st_size for p in run_dir.glob("*.log") if p.is_file()}
         self.hydra_dir = run_dir / subdir if subdir else None
@@ -181,6 +182,9 @@ class RunGuard:
         from qwenft.atomic import atomic_write_bytes
 
         try:
+            if not self.existed:
+                self._remove_new()
+                return
             if self.hydra_dir is not None and self.hydra_dir.is_dir():
                 for p in self.hydra_dir.iterdir():
                     if p.is_file() and p not in self.files:
@@ -196,6 +200,22 @@ class RunGuard:
                     os.truncate(p, size)
         except OSError:
             pass  # best effort: the refusal itself was already reported
+
+    def _remove_new(self) -> None:
+        """The folder did not exist before this refused run: remove what Hydra put there, and the folder if that
+        was all (never anything else)."""
+        import shutil
+
+        if not self.run_dir.is_dir():
+            return
+        entries = list(self.run_dir.iterdir())
+        hydra = [p for p in entries if (p == self.hydra_dir and p.is_dir()) or (p.suffix == ".log" and p.is_file())]
+        if len(hydra) != len(entries):
+            return  # the run wrote something of its own before it stopped: keep the folder as it is
+        for p in hydra:
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink()
+        with contextlib.suppress(OSError):
+            self.run_dir.rmdir()
 
 
 def precheck(verb: str, config_name: str, rest: list[str]) -> RunGuard | None:
@@ -256,8 +276,10 @@ def precheck(verb: str, config_name: str, rest: list[str]) -> RunGuard | None:
         problem = writable_dir_problem(run_dir)
         if problem:
             key = "hydra.sweep.dir" if args.multirun else "hydra.run.dir"
-            fail(f"error: {key}={run_dir}: cannot write there: {problem}", 2)
-    if verb == "train" and not args.multirun and run_dir and Path(run_dir).is_dir():
+            fail(f"error: {key}={run_dir}: cannot write there: {problem}", 3)
+    if verb == "train" and not args.multirun:
+        refuse_foreign_run_dir(cfg, run_dir)
+    if verb == "train" and not args.multirun and run_dir:
         return RunGuard(Path(run_dir), subdir)
     return None
 
@@ -289,6 +311,27 @@ def config_dir_problem(path: str) -> str | None:
     if not folder.is_dir():
         return "is a file, not a folder of configs"
     return None
+
+
+def refuse_foreign_run_dir(cfg, hydra_run_dir: str | None) -> None:  # noqa: ANN001 - DictConfig
+    """A new run (no ``ckpt_path=``) into a folder that already holds files: one line, exit 2, before Hydra
+    writes ``.hydra/`` and its log there (``qwenft.train.rundir``; ``train()`` checks again for library callers)."""
+    from omegaconf import OmegaConf
+
+    from qwenft.errors import UserError
+    from qwenft.train import rundir
+
+    try:
+        given, ckpt = OmegaConf.select(cfg, "run_dir"), OmegaConf.select(cfg, "ckpt_path")
+    except Exception:  # noqa: BLE001 - left to the command
+        return
+    target = given or hydra_run_dir
+    if ckpt or not target or not rundir.is_rank_zero():
+        return
+    try:
+        rundir.refuse_occupied(Path(target), "run_dir" if given else "hydra.run.dir")
+    except UserError as err:
+        fail(f"error: {err}", 2)
 
 
 def sweep_variants(overrides: list[str], limit: int = 64) -> list[list[str]]:

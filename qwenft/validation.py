@@ -442,6 +442,20 @@ def _no_words(cfg: DictConfig) -> str | None:
     return "no new words: set tokenizer.words=[...] or tokenizer.words_file=PATH (or tokenizer=none)"
 
 
+def _words_without_extension(cfg: DictConfig) -> str | None:
+    """``tokenizer=none`` with words: they were dropped without a word. Scored as Qwen's pieces only through
+    ``eval_words_file`` (the ablations' way), so without it the words would do nothing at all."""
+    tok = cfg.get("tokenizer")
+    if not isinstance(tok, DictConfig) or tok.get("extend") is not False or cfg.get("eval_words_file"):
+        return None
+    given = next((k for k in ("words", "words_file", "discover") if tok.get(k)), None)
+    if given is None:
+        return None
+    return (f"tokenizer.{given}={_shown(tok.get(given))}: tokenizer=none does not extend the vocabulary, so these "
+            "words would be dropped: use tokenizer=extend to add them, or eval_words_file=PATH to score them as "
+            "Qwen's own pieces")
+
+
 def _discover_keys(cfg: DictConfig) -> str | None:
     found = OmegaConf.select(cfg, "tokenizer.discover")
     if isinstance(found, DictConfig):
@@ -514,8 +528,8 @@ def _liger_here(cfg: DictConfig) -> str | None:
 
 
 CROSS: dict[str, list[Callable[[DictConfig], str | None]]] = {
-    "train": [_never_stops, _no_words, _discover_keys, _tiny_heads, _val_without_train, _token_budget,
-              _liger_here],
+    "train": [_never_stops, _no_words, _words_without_extension, _discover_keys, _tiny_heads, _val_without_train,
+              _token_budget, _liger_here],
     "extend": [_no_words, _tiny_heads],
     "answer": [_tiny_heads, prompt_and_file],
     "evaluate": [_tiny_heads],

@@ -25,6 +25,18 @@ class KillAtStep(pl.Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+class KillInValidation(pl.Callback):
+    """Fault injection: SIGKILL this process during the validation after optimizer step ``step`` (the last
+    checkpoint of that step is already saved; its validation row is not)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_validation_batch_end(self, trainer, module, outputs, batch, batch_idx, dataloader_idx=0):
+        if trainer.global_step >= self.step and not trainer.sanity_checking:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
 class RankState(pl.Callback):
     """What the DDP test compares: the examples each rank trained on, and a hash of its trainable weights."""
 

@@ -376,6 +376,20 @@ ISSUE_CASES = [
     (["train", *TINY, "trainer.max_steps=-1", "trainer.max_epochs=-1"], "trainer.max_steps=-1 with"),
     (["train", *TINY, "tokenizer.discover={min_count: 2, foo: 1}"], "tokenizer.discover.foo: unknown key"),
     (["train", *TINY, "tokenizer.words_file=null"], "no new words"),
+    (["train", *TINY, "tokenizer=none", "tokenizer.words_file=null", "tokenizer.words=[neurogenix]"],
+     "tokenizer.words=['neurogenix']: tokenizer=none does not extend the vocabulary, so these words would be dropped"),
+    (["train", *TINY, "tokenizer=none"], "tokenizer.words_file="),  # TINY's words file, dropped the same way
+    # keys that reach libraries: refused before the model loads, not by the library after it (issue 25)
+    (["train", *TINY, "+trainer.bogus_flag=5"], "trainer.bogus_flag=5: pytorch_lightning.Trainer takes no argument"),
+    (["train", *TINY, "+callbacks.best_checkpoint.montor=val/loss"],
+     "callbacks.best_checkpoint.montor=val/loss: pytorch_lightning.callbacks.ModelCheckpoint takes no argument "
+     "'montor'; did you mean monitor?"),
+    (["train", *TINY, "+model.hiden_size=32"], "model.hiden_size=32: qwenft.model.sources.tiny takes no argument"),
+    (["train", *TINY, "peft.target_modules=[no_such_proj]"], "peft.target_modules: 'no_such_proj' is no module of "
+                                                             "Qwen2; did you mean o_proj or up_proj? LoRA can adapt: "),
+    (["train", *TINY, "peft.target_modules=[q_proj,mlp]"], "peft.target_modules: 'mlp' is a Qwen2MLP in Qwen2, which "
+                                                           "LoRA cannot adapt"),
+    (["train", *TINY, "optim._target_=torch.optim.NoSuchOpt"], "optim._target_=torch.optim.NoSuchOpt: cannot import"),
     (["train", *TINY, "model.hidden_size=65"], "model.hidden_size=65 must be a multiple"),
     (["answer", "model=tiny", "max_questions=5000"], "max_questions=5000: must be an integer in [1, 1000]"),
     (["evaluate", "model=tiny", "strategies=[magic]"], "strategies=['magic']: must be a list of strategy names"),
@@ -436,6 +450,14 @@ def test_help_and_cfg_still_work(tmp_path, monkeypatch, capsys):
     assert res.code in (0, None) and "lr: 0.5" in res.out
     res = run_cli(["discover", "--help"], monkeypatch, capsys)
     assert res.code in (0, None) and "corpus" in res.out
+
+
+def test_words_without_extension_are_fine_when_scored():
+    """``tokenizer=none`` keeps words only as ``eval_words_file`` (the OOV ablation): that is not refused."""
+    from qwenft.validation import validate
+
+    validate(compose("train", [*TINY, "tokenizer=none", "eval_words_file=${demo:words.txt}"]), "train")
+    validate(compose("train", ["experiment=oov_ablation", "tokenizer=none"]), "train")
 
 
 def test_data_files_requires_a_train_path_even_from_the_library():
@@ -622,6 +644,337 @@ def test_resume_with_another_tokenizer_is_refused_and_writes_nothing(tmp_path, m
     assert tree_digest(run) == before
 
 
+# ------------------------------------------------------------------- training-side combinations (issue #25)
+# Valid settings that meet in a way the code did not expect: each ends in a correct run or one clear line.
+
+#: the README's first command, made cheap: no W&B, two steps, one validation
+QUICK = ["model=tiny", "logger=none", "callbacks.rich_progress_bar=null", "data.max_length=128", "data.batch_size=4",
+         "data.max_val_examples=4", "trainer.precision=32-true", "validate_before=false",
+         "callbacks.new_word_metrics.max_texts=4", "callbacks.clinical_eval.n_prompts=0", "trainer.max_steps=2",
+         "trainer.val_check_interval=2", "callbacks.lr_monitor=null"]
+ABSENT = ["tokenizer.words=[neurogenix,cardiofluxin]"]  # in no demo split: the issue's words
+DEMO_WORDS = ["tokenizer.words_file=${demo:words.txt}"]  # the demo's own words, in every split
+
+
+def _trained(run: Path, res) -> tuple[dict, dict]:  # noqa: ANN001 - an Outcome
+    assert res.code in (0, None) and "Traceback" not in res.err, res.err[-3000:]
+    assert (run / "merged" / "model.safetensors").is_file() and (run / "adapter").is_dir()
+    return json.loads((run / "metrics.json").read_text()), json.loads((run / "run_info.json").read_text())
+
+
+def _log(run: Path) -> str:
+    return "".join(p.read_text() for p in run.glob("*.log"))
+
+
+@pytest.mark.slow  # a real two-step run (~30 s on 2 shared cores)
+def test_words_absent_from_validation_train_export_and_say_what_was_monitored(tmp_path, monkeypatch, capsys):
+    """The issue's command: the best checkpoint monitored val/new_word_nll, which is never logged when no new word
+    occurs in the validation text, and Lightning raised after training; now it monitors val/loss and says so."""
+    run = tmp_path / "run"
+    res = run_cli(["train", *QUICK, *ABSENT, f"hydra.run.dir={run}"], monkeypatch, capsys)
+    metrics, info = _trained(run, res)
+    assert metrics["global_step"] == 2 and "val/loss" in metrics and "val/new_word_nll" not in metrics
+    assert info["monitors"]["best_checkpoint"] == {
+        "monitor": "val/loss", "instead_of": "val/new_word_nll",
+        "reason": "none of the 2 new words occurs in the 4 held-out texts scored (validation split)"}
+    assert info["heldout"] == {"source": "validation split", "texts": 4, "new_word_occurrences": 0}
+    assert "the best checkpoint monitors val/loss instead" in _log(run)
+    assert (run / "checkpoints" / "best.ckpt").is_file()
+
+
+@pytest.mark.parametrize("how", ["run_dir", "hydra.run.dir"])
+@pytest.mark.parametrize("kind", ["old-run", "user-folder"])
+def test_a_new_run_refuses_a_folder_that_holds_files(how, kind, tmp_path, monkeypatch, capsys):
+    """A fresh run (no ckpt_path=) into another run's folder replaced its config, run_info and last.ckpt and mixed
+    two histories; into a user's folder it wrote beside their files. Refused before Hydra writes anything."""
+    if kind == "old-run":
+        run = _old_run(tmp_path, _demo_hashes())
+    else:
+        run = tmp_path / "mine"
+        run.mkdir()
+        (run / "notes.txt").write_text("my notes\n")
+    before = tree_digest(run)
+    res = run_cli(["train", *TINY, f"{how}={run}", f"hydra.sweep.dir={tmp_path}/s"], monkeypatch, capsys)
+    msg = res.one_error_line()
+    what = "another run (.hydra/, checkpoints/, cli.log" if kind == "old-run" else "1 entry (notes.txt)"
+    assert msg.startswith(f"{how}={run}: already holds {what}") and "ckpt_path=last" in msg, msg
+    assert tree_digest(run) == before
+
+
+def test_an_empty_folder_is_a_fine_run_dir_and_the_refusal_is_also_in_the_library(tmp_path):
+    """``train()`` itself (notebooks, benchmarks) refuses an occupied folder before reading any data."""
+    from qwenft.errors import UserError
+    from qwenft.train import rundir
+    from qwenft.train.loop import train
+
+    (tmp_path / "empty").mkdir()
+    rundir.refuse_occupied(tmp_path / "empty", "run_dir")  # nothing there: no error
+    run = _old_run(tmp_path, _demo_hashes())
+    before = tree_digest(run)
+    with pytest.raises(UserError, match=r"run_dir=.*already holds another run"):
+        train(compose("train", [*TINY, f"paths.output_dir={run}"]), run_dir=run)
+    assert tree_digest(run) == before
+
+
+def test_two_processes_cannot_write_one_run_dir(tmp_path, monkeypatch, capsys):
+    """The first holds run_dir/.qwenft.lock (flock) for the whole run; the second is one line, and writes nothing
+    (a resume would pass the fresh-run check, so the lock is what stops it)."""
+    import subprocess
+    import sys
+    import time
+
+    run = _old_run(tmp_path, _demo_hashes())
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
+                               "from qwenft.train.rundir import lock\n"
+                               "with lock(Path(sys.argv[1])):\n print('locked', flush=True); time.sleep(120)",
+                               str(run)], stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        before = tree_digest(run)
+        start = time.time()
+        res = run_cli(["train", *TINY, "ckpt_path=last", f"run_dir={run}"], monkeypatch, capsys)
+        msg = res.one_error_line()
+        assert msg == (f"run_dir={run}: another qwenft process (pid {holder.pid}) is writing this run directory; "
+                       "wait for it to finish, or choose another folder"), msg
+        assert tree_digest(run) == before and time.time() - start < 60  # before the model loads
+    finally:
+        holder.kill()
+        holder.wait()
+    from qwenft.train.rundir import lock
+
+    with lock(run):  # the killed holder's lock went with it
+        pass
+    assert not (run / ".qwenft.lock").exists()
+
+
+def test_an_output_folder_that_cannot_be_written_exits_3(tmp_path, monkeypatch, capsys):
+    """The README's exit code for an output that cannot be written is 3 (it was 2 for an unwritable folder)."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    for args in (["train", *TINY, f"run_dir={blocker}/run"], ["train", *TINY, f"hydra.run.dir={blocker}/run"],
+                 ["discover", "corpus=x.txt", f"out={blocker}/d", f"hydra.run.dir={tmp_path}/h"]):
+        msg = run_cli(args, monkeypatch, capsys).one_error_line(code=3)
+        assert f"cannot write there: {blocker} is a file, not a folder" in msg, (args, msg)
+
+
+def test_run_dir_holds_hydras_files_and_nothing_lands_in_the_working_directory(tmp_path, monkeypatch, capsys):
+    """With run_dir= set, Hydra wrote .hydra/ and its log into ./outputs/train/<time>/; export wrote
+    ./outputs/export/<time>/. Now the run's own folder holds them, and export writes no file of its own."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    run = tmp_path / "run"
+    res = run_cli(["train", *TINY, f"run_dir={run}", f"ckpt_path={tmp_path}/nope.ckpt"], monkeypatch, capsys)
+    assert "does not exist" in res.one_error_line()  # refused inside the job, after Hydra started it
+    assert list(cwd.iterdir()) == [] and not run.exists()  # a refused new run leaves no folder either
+    res = run_cli(["export", str(tmp_path)], monkeypatch, capsys)
+    assert "no config.yaml here" in res.one_error_line()
+    assert list(cwd.iterdir()) == []
+    for verb in ("export", "import_gguf"):
+        hydra = compose(verb, ["run_dir=x"] if verb == "export" else [], return_hydra_config=True).hydra
+        assert hydra.run.dir == "." and hydra.output_subdir is None and "file" not in hydra.job_logging.handlers
+    for verb in ("answer", "serve"):  # they made an empty outputs/<verb>/<time>/ on every call
+        hydra = compose(verb, ["model=tiny"], return_hydra_config=True).hydra
+        assert hydra.run.dir == "." and hydra.output_subdir is None
+    hydra = compose("train", [*TINY, f"run_dir={run}"], return_hydra_config=True).hydra
+    assert hydra.run.dir == str(run)
+
+
+def _shaped_run(tmp_path: Path, data_sha256: dict | None = None, record: bool = True) -> Path:
+    """An old run with TINY's config.yaml whose checkpoint records the demo data and (``record``) TINY's settings,
+    as training writes them."""
+    run = _old_run(tmp_path, data_sha256 or _demo_hashes())
+    cfg = compose("train", [*TINY, f"paths.output_dir={run}"])
+    (run / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    if record:
+        from qwenft.train.identity import checkpoint_shape
+
+        state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+        state["qwenft_shape"] = checkpoint_shape(cfg)
+        torch.save(state, run / "checkpoints" / "last.ckpt")
+    return run
+
+
+RESHAPED = [("peft.r=8", "peft.r=16, now peft.r=8"),
+            ("peft.target_modules=[q_proj,v_proj]", "peft.target_modules=null, now peft.target_modules=[q_proj,v_proj]"),
+            ("peft=full", "peft.method=lora, now peft.method=full"),
+            ("model.hidden_size=32", "model.hidden_size=64, now model.hidden_size=32"),
+            ("tokenizer.trainable_rows=all", "tokenizer.trainable_rows=new_rows, now tokenizer.trainable_rows=all")]
+
+
+@pytest.mark.parametrize(("change", "diff"), RESHAPED, ids=[c for c, _ in RESHAPED])
+def test_a_resume_with_other_settings_is_refused_before_anything_is_written(change, diff, tmp_path, monkeypatch,
+                                                                              capsys):
+    """``peft.r=8`` on an r=16 run crashed inside training (state-dict size mismatch) after rewriting the finished
+    run's config.yaml and run_info.json. Now one line, before the model loads, and the old run is as it was."""
+    run = _shaped_run(tmp_path)
+    before = tree_digest(run)
+    res = run_cli(["train", *TINY, change, "ckpt_path=last", f"hydra.run.dir={run}"], monkeypatch, capsys)
+    msg = res.one_error_line()
+    assert msg == (f"ckpt_path={run}/checkpoints/last.ckpt: the checkpoint was trained with {diff}: a resume must "
+                   "keep the settings that shape the checkpoint (model, peft, tokenizer); resume with the old "
+                   "values, or start a new run in a new folder"), msg
+    assert tree_digest(run) == before
+
+
+def test_an_older_checkpoint_is_compared_with_its_runs_config(tmp_path, monkeypatch, capsys):
+    """A checkpoint written before ``qwenft_shape`` existed: its run's config.yaml is the reference."""
+    run = _shaped_run(tmp_path, record=False)
+    before = tree_digest(run)
+    res = run_cli(["train", *TINY, "peft.alpha=8", "ckpt_path=last", f"hydra.run.dir={run}"], monkeypatch, capsys)
+    assert "trained with peft.alpha=32, now peft.alpha=8" in res.one_error_line()
+    assert tree_digest(run) == before
+
+
+def test_peft_refusing_target_modules_is_one_line_even_without_the_preflight():
+    """Where the architecture is not known before loading (a hub model not cached), PEFT's own refusal after the
+    model loads is still one line naming the key."""
+    from qwenft.adapters.apply import PeftSpec, apply_peft
+    from qwenft.errors import UserError
+    from qwenft.model.sources import tiny
+
+    with pytest.raises(UserError, match=r"^peft.target_modules=\['nope'\]: Target modules \{'nope'\} not found"):
+        apply_peft(tiny().model, PeftSpec(target_modules=["nope"]), [], "frozen")
+
+
+def test_resume_tensor_check_names_the_first_misfit():
+    from qwenft.errors import UserError
+    from qwenft.train.loop import check_resume_tensors
+
+    now = {"model.a": torch.zeros(2, 3), "model.b": torch.zeros(4)}
+    check_resume_tensors({"model.a": (2, 3), "model.b": (4,)}, now, Path("x.ckpt"))
+    with pytest.raises(UserError, match=r"1 tensors have another size in this run \(e.g. model.a: \[8, 3\]"):
+        check_resume_tensors({"model.a": (8, 3), "model.b": (4,)}, now, Path("x.ckpt"))
+    with pytest.raises(UserError, match=r"1 only in the checkpoint, 0 only in this run, e.g. model.c"):
+        check_resume_tensors({"model.a": (2, 3), "model.b": (4,), "model.c": (1,)}, now, Path("x.ckpt"))
+
+
+@pytest.mark.parametrize("other", ["data", "settings"])
+def test_export_refuses_another_runs_checkpoint(other, tmp_path, monkeypatch, capsys):
+    """``qwenft export`` took a last.ckpt from another run (other data) and wrote this run's data hash into the
+    card. The checkpoint's own records must match the run's run_info.json and config.yaml."""
+    hashes = _demo_hashes()
+    run = _shaped_run(tmp_path, hashes)
+    (run / "run_info.json").write_text(json.dumps({"data_sha256": hashes}))
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    if other == "data":
+        state["qwenft_data_sha256"] = {**hashes, "train": "a" * 64}
+        needle = f"it was trained on other data (train sha256 aaaaaaaaaaaa…, this run's run_info.json: {hashes['train'][:12]}…)"
+    else:
+        state["qwenft_shape"]["peft.r"] = 4
+        needle = "it was trained with peft.r=4, now peft.r=16 (this run's config.yaml)"
+    torch.save(state, run / "checkpoints" / "last.ckpt")
+    before = tree_digest(run)
+    msg = run_cli(["export", str(run)], monkeypatch, capsys).one_error_line()
+    assert msg.startswith(f"{run}/checkpoints/last.ckpt: not this run's checkpoint: ") and needle in msg, msg
+    assert tree_digest(run) == before
+
+
+@pytest.mark.slow  # two real runs (~1 min on 2 shared cores)
+@pytest.mark.parametrize("change", ["peft.r=8", "peft.target_modules=[q_proj,v_proj]"])
+def test_a_real_run_resumed_with_another_adapter_is_refused_and_kept(change, tmp_path, monkeypatch, capsys):
+    """The battery's case end to end: a finished r=16 run, resumed with another adapter, crashed inside training
+    (size mismatch) after rewriting its config.yaml and run_info.json."""
+    run = tmp_path / "run"
+    args = [*QUICK, *DEMO_WORDS, "callbacks.last_checkpoint.every_n_train_steps=2", f"run_dir={run}"]
+    _trained(run, run_cli(["train", *args], monkeypatch, capsys))
+    before = tree_digest(run)
+    res = run_cli(["train", *args, change, "trainer.max_steps=4", "ckpt_path=last"], monkeypatch, capsys)
+    assert "a resume must keep the settings that shape the checkpoint" in res.one_error_line()
+    assert tree_digest(run) == before
+
+
+WITH_WORD = ["Neurogenix was started.", "Then neurogenix again."]
+WITHOUT = ["The patient rested.", "No new drug was given."]
+#: (id, overrides, train texts, val texts or None, heldout file text or None, expected fallback reason or None)
+MONITOR_CASES = [
+    ("words-in-val", [], WITHOUT, WITH_WORD, None, None),
+    ("words-absent-from-val", [], WITH_WORD, WITHOUT, None,
+     "none of the 1 new words occurs in the 2 held-out texts scored (validation split)"),
+    ("heldout-file-without-words", [], WITH_WORD, WITH_WORD, "\n".join(WITHOUT), "none of the 1 new words occurs in "
+     "the 2 held-out texts scored (data.heldout_text=HELDOUT)"),
+    ("heldout-file-with-words", [], WITHOUT, WITHOUT, "\n".join(WITH_WORD), None),
+    ("no-val-split-words-in-train", [], WITH_WORD, None, None, None),
+    ("no-val-split-no-word-anywhere", [], WITHOUT, None, None,
+     "none of the 1 new words occurs in the 2 held-out texts scored (training texts (first 32; no validation split))"),
+    ("new-word-metrics-off", ["callbacks.new_word_metrics=null"], WITH_WORD, WITH_WORD, None,
+     "callbacks.new_word_metrics is off"),
+    ("no-text-scored", ["callbacks.new_word_metrics.max_texts=0"], WITH_WORD, WITH_WORD, None,
+     "no held-out text is scored (validation split, callbacks.new_word_metrics.max_texts=0)"),
+    ("word-only-past-max-texts", ["callbacks.new_word_metrics.max_texts=1"], WITH_WORD, [*WITHOUT[:1], *WITH_WORD],
+     None, "none of the 1 new words occurs in the 1 held-out texts scored (validation split)"),
+]
+
+
+@pytest.mark.parametrize("case", MONITOR_CASES, ids=[c[0] for c in MONITOR_CASES])
+def test_what_the_best_checkpoint_monitors_is_decided_from_the_texts(case, tmp_path):
+    """Every way the new words can be missing from the scored text: the decision is made before fit, from the
+    texts, so validation never meets a key that is not logged."""
+    from qwenft.data.text import read_texts
+    from qwenft.train.heldout import heldout_texts, monitor_fallback
+
+    _, extra, train_texts, val_texts, heldout_file, reason = case
+    if heldout_file is not None:
+        (tmp_path / "heldout.txt").write_text(heldout_file + "\n")
+        extra = [*extra, f"data.heldout_text={tmp_path / 'heldout.txt'}"]
+    cfg = compose("train", [*TINY, *extra])
+    held = heldout_texts(cfg, train_texts, val_texts, read_texts)
+    expected = reason.replace("HELDOUT", str(tmp_path / "heldout.txt")) if reason else None
+    assert monitor_fallback(cfg, ["neurogenix"], held) == expected
+    assert monitor_fallback(cfg, [], held) == "no new words in this run"
+
+
+BEST_WITHOUT_VALIDATION = [
+    (["data=files", "data.train_path=${demo:train.jsonl}"], "export.checkpoint=best: no validation split"),
+    (["callbacks.best_checkpoint=null"], "export.checkpoint=best: no callback keeps a best checkpoint"),
+    (["trainer.max_steps=2", "trainer.val_check_interval=5"],
+     "export.checkpoint=best: trainer.val_check_interval=5 is past trainer.max_steps=2"),
+]
+
+
+@pytest.mark.parametrize(("extra", "start"), BEST_WITHOUT_VALIDATION, ids=["no-val-split", "callback-off",
+                                                                          "interval-past-max-steps"])
+def test_export_best_without_a_validation_is_refused_before_training(extra, start, tmp_path, monkeypatch, capsys):
+    """It used to train to the end and then fail: 'no best checkpoint was saved'."""
+    run = tmp_path / "run"
+    res = run_cli(["train", *TINY, "export.checkpoint=best", *extra, f"hydra.run.dir={run}"], monkeypatch, capsys)
+    assert res.one_error_line().startswith(start)
+    assert not run.exists()
+
+
+def test_discovery_that_finds_no_word_is_one_line(tmp_path, monkeypatch, capsys):
+    run = tmp_path / "run"
+    res = run_cli(["train", *TINY, "tokenizer.words_file=null", "tokenizer.discover={min_count: 1000000}",
+                   f"run_dir={run}"], monkeypatch, capsys)
+    assert res.one_error_line().startswith("tokenizer.discover={min_count: 1000000}: found no new word in the "
+                                           "training data; lower min_count")
+    assert not run.exists()
+
+
+@pytest.mark.slow  # one real two-step run per case (~30 s each on 2 shared cores)
+@pytest.mark.parametrize("case", ["val-split-without-the-word", "heldout-file-without-the-words",
+                                  "best-export-with-words-absent", "no-val-split-no-word"])
+def test_runs_whose_words_miss_the_scored_text_train_export_and_say_so(case, tmp_path, monkeypatch, capsys):
+    pc = [{"prompt": f"What is item {i}?", "completion": f"Item {i} is neurogenix, taken daily."} for i in range(12)]
+    plain = [{"prompt": f"What is thing {i}?", "completion": f"Thing {i} is aspirin."} for i in range(6)]
+    (tmp_path / "train.jsonl").write_bytes(jl(*pc))
+    (tmp_path / "val.jsonl").write_bytes(jl(*plain))
+    (tmp_path / "heldout.txt").write_text("A quiet night on the ward.\nThe patient rested.\n")
+    files = ["data=files", f"data.train_path={tmp_path / 'train.jsonl'}", "tokenizer.words=[neurogenix]"]
+    extra, monitor = {
+        "val-split-without-the-word": ([*files, f"data.val_path={tmp_path / 'val.jsonl'}"], "val/loss"),
+        "heldout-file-without-the-words": ([*DEMO_WORDS, f"data.heldout_text={tmp_path / 'heldout.txt'}"], "val/loss"),
+        "best-export-with-words-absent": ([*ABSENT, "export.checkpoint=best"], "val/loss"),
+        "no-val-split-no-word": (["data=files", f"data.train_path={tmp_path / 'val.jsonl'}", *ABSENT], "val/loss"),
+    }[case]
+    run = tmp_path / "run"
+    metrics, info = _trained(run, run_cli(["train", *QUICK, *extra, f"run_dir={run}"], monkeypatch, capsys))
+    assert info["monitors"]["best_checkpoint"]["monitor"] == monitor and metrics["global_step"] == 2
+    assert "val/new_word_nll" not in metrics
+    if case == "best-export-with-words-absent":
+        assert metrics["export/checkpoint"] == str(run / "checkpoints" / "best.ckpt")
+
+
 # --------------------------------------------------------------------------------------------- reports
 
 
@@ -677,8 +1030,8 @@ def test_read_only_run_dir_is_one_line_before_any_work(tmp_path, monkeypatch, ca
                      ["report", f"out={ro}/r", f"hydra.run.dir={tmp_path}/h3"],
                      ["export", f"{ro}", f"hydra.run.dir={tmp_path}/h4"]):
             res = run_cli(args, monkeypatch, capsys)
-            msg = res.one_error_line()
-            assert "read-only filesystem" in msg or "no config.yaml" in msg, (args, msg)
+            msg = res.one_error_line(code=3)  # 3: an output cannot be written (README "Reliability")
+            assert "read-only filesystem" in msg, (args, msg)
 
 
 def test_disk_full_while_writing_outputs_keeps_the_previous_version(tmp_path):
@@ -748,6 +1101,64 @@ def test_recover_restores_an_interrupted_export_and_removes_temp_files(tmp_path)
     notes = recover(tmp_path)
     assert (tmp_path / "merged" / "model.safetensors").read_bytes() == b"previous export"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["merged", live.name]), notes
+
+
+def test_a_group_of_outputs_is_replaced_all_or_nothing(tmp_path):
+    from qwenft.atomic import atomic_group
+
+    for name in ("adapter", "merged"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "w").write_text("old")
+    (tmp_path / "metrics.json").write_text("old")
+    before = tree_digest(tmp_path)
+    with pytest.raises(RuntimeError, match="cut"):
+        with atomic_group(tmp_path, ["adapter", "merged", "metrics.json"], tag="export") as stage:
+            (stage / "adapter").mkdir()
+            (stage / "adapter" / "w").write_text("new")
+            raise RuntimeError("cut between two outputs")
+    assert tree_digest(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == [
+        "adapter", "merged", "metrics.json"]
+    with atomic_group(tmp_path, ["adapter", "merged", "metrics.json"], tag="export") as stage:
+        for name in ("adapter", "merged"):
+            (stage / name).mkdir()
+            (stage / name / "w").write_text("new")
+        (stage / "metrics.json").write_text("new")
+    assert [(tmp_path / f).read_text() for f in ("adapter/w", "merged/w", "metrics.json")] == ["new"] * 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter", "merged", "metrics.json"]
+
+
+def test_a_signal_during_an_export_raises_and_one_during_its_renames_waits(tmp_path):
+    import signal as sig
+
+    from qwenft.errors import Interrupted
+    from qwenft.train.export import ExportSignals
+
+    with pytest.raises(Interrupted, match="SIGTERM during the export: nothing was exported") as stop:
+        with ExportSignals(tmp_path):
+            os.kill(os.getpid(), sig.SIGTERM)
+            for _ in range(100):  # the handler runs between two bytecodes
+                pass
+    assert stop.value.exit_code == 143
+    with pytest.raises(Interrupted, match=f"SIGINT at the end of the export: the export in {tmp_path} is complete"):
+        with ExportSignals(tmp_path) as guard:
+            guard.commit()
+            os.kill(os.getpid(), sig.SIGINT)
+            for _ in range(100):
+                pass
+            done = True  # the renames went on
+    assert done and sig.getsignal(sig.SIGTERM) is not None
+
+
+def test_validation_due_at_a_resumed_step_only_when_the_history_lacks_it(tmp_path):
+    from qwenft.train.callbacks import validation_due
+
+    hist = tmp_path / "history.jsonl"
+    hist.write_text('{"step": 3, "train/loss": 1.0}\n{"step": 6, "val/loss": 1.0}\n')
+    trainer = OmegaConf.create({"val_check_interval": 3, "check_val_every_n_epoch": None, "accumulate_grad_batches": 1})
+    assert validation_due(3, trainer, hist) and not validation_due(6, trainer, hist)  # 6 was validated
+    assert not validation_due(4, trainer, hist) and not validation_due(0, trainer, hist)
+    assert not validation_due(3, OmegaConf.merge(trainer, {"check_val_every_n_epoch": 1}), hist)  # per epoch: not ours
+    assert validation_due(3, OmegaConf.merge(trainer, {"val_check_interval": 6, "accumulate_grad_batches": 2}), hist)
 
 
 def test_history_has_each_step_once_after_a_resume(tmp_path):

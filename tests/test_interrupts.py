@@ -130,3 +130,47 @@ def test_resume_on_other_data_needs_allow_data_change_and_is_recorded(tmp_path):
     info = json.loads((run / "run_info.json").read_text())
     assert info["previous_data_sha256"] == old_hashes and info["data_sha256"]["train"] != old_hashes["train"]
     assert json.loads((run / "metrics.json").read_text())["global_step"] == 3
+
+
+def test_sigterm_during_the_final_export_exports_nothing(tmp_path):
+    """SIGTERM while the export writes exited 143 with adapter/ and metrics.json of the new step beside a stale
+    merged/. The export is all or nothing now: the previous outputs stay whole, and the exit says so."""
+    run = tmp_path / "r"
+    args = [*TINY, "callbacks.last_checkpoint.every_n_train_steps=2", f"hydra.run.dir={run}"]
+    first = qwenft("train", *args, "trainer.max_steps=2", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    outputs = ("metrics.json", "merged", "adapter", "tokenizer")
+    before = {name: tree_digest(run / name) if (run / name).is_dir() else (run / name).read_bytes()
+              for name in outputs}
+    # SIGTERM from inside the export, after tokenizer/ and adapter/ are written and before merged/ is
+    term = ("import os, signal, qwenft.train.export as e; merge = e.merged_model; "
+            "e.merged_model = lambda m: (os.kill(os.getpid(), signal.SIGTERM), merge(m))[1]; "
+            "from qwenft.cli import main; main()")
+    out = subprocess.run([sys.executable, "-c", term, "train", *args, "trainer.max_steps=4", "ckpt_path=last"],
+                         cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 143, out.stderr[-3000:]
+    assert out.stderr.strip().splitlines()[-1] == (
+        f"interrupted: SIGTERM during the export: nothing was exported (the previous outputs are unchanged); "
+        f"`qwenft export {run}` exports the last checkpoint")
+    after = {name: tree_digest(run / name) if (run / name).is_dir() else (run / name).read_bytes()
+             for name in outputs}
+    assert after == before  # the step-2 export, whole
+    assert not [p.name for p in run.iterdir() if ".tmp-" in p.name or ".old-" in p.name]
+
+
+def test_a_run_killed_during_a_validation_has_that_validation_after_its_resume(tmp_path):
+    """last.ckpt of step 3 is saved before step 3's validation; killed during it, the resumed run started after
+    step 3 and Lightning skipped the validation: history.jsonl had no val row for step 3. Now it is run."""
+    run = tmp_path / "r"
+    args = [*TINY, "trainer.max_steps=6", "trainer.val_check_interval=3", "callbacks.last_checkpoint.every_n_train_steps=3",
+            "export.enabled=false", "data.max_val_examples=4", f"hydra.run.dir={run}"]
+    killed = qwenft("train", *args, "+callbacks.kill._target_=hooks.KillInValidation", "+callbacks.kill.step=3",
+                    cwd=tmp_path)
+    assert killed.returncode == -9
+    rows = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    assert not [r for r in rows if "val/loss" in r]  # killed before step 3's validation was written
+    resumed = qwenft("train", *args, "ckpt_path=last", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    rows = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "val/loss" in r] == [3, 6]
+    assert [r["step"] for r in rows if "train/loss" in r] == [1, 2, 3, 4, 5, 6]

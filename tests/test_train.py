@@ -311,9 +311,10 @@ def test_rank_loaders_are_disjoint_and_cover_the_epoch():
     assert not seen[0] & seen[1] and seen[0] | seen[1] == set(range(37))
 
 
-def test_prompt_completion_files_without_val_still_report_new_words(tmp_path):
+def test_prompt_completion_files_without_val_still_report_new_words(tmp_path, caplog):
     """Generic files (``data=files``): no val split means no validation, but the run still ends with new-word
-    numbers (computed once at the end on the training text) and the pad fraction of its epoch."""
+    numbers (computed once at the end on the training text) and the pad fraction of its epoch. That those val/*
+    numbers come from training text is said (a warning) and recorded (``run_info.json`` ``heldout``)."""
     from qwenft.train.loop import train_steps
 
     words = ["neurogenix", "flyrcrark"]
@@ -329,3 +330,6 @@ def test_prompt_completion_files_without_val_still_report_new_words(tmp_path):
     assert stats["val/new_word_ppl"] > 0 and 0 <= stats["data/train_pad_fraction_epoch"] < 0.5
     info = json.loads((tmp_path / "run" / "run_info.json").read_text())
     assert set(info["data_sha256"]) == {"train"} and info["data"]["train"]["examples"] == 12
+    assert info["heldout"]["source"] == "training texts (first 32; no validation split)"
+    assert info["heldout"]["texts"] == 4 and info["heldout"]["new_word_occurrences"] > 0
+    assert "computed on the first 32 training texts (not held out)" in caplog.text

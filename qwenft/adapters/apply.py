@@ -75,7 +75,11 @@ def apply_peft(
             task_type="CAUSAL_LM",
             **kwargs,
         )
-        return use_row_sparse_forward(get_peft_model(model, config))
+        try:
+            wrapped = get_peft_model(model, config)
+        except ValueError as err:  # PEFT's own refusal (no such module, an unsupported one): one line, not a trace
+            raise UserError(f"peft.target_modules={spec.target_modules}: {str(err).splitlines()[0][:200]}") from None
+        return use_row_sparse_forward(wrapped)
     if spec.method != "full":
         raise UserError(f"peft.method={spec.method!r}: choose lora or full")
     if trainable_rows == "new_rows":

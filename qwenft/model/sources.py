@@ -12,8 +12,10 @@ from pathlib import Path
 
 import torch
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
     AutoTokenizer,
+    PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     Qwen2Config,
@@ -88,7 +90,22 @@ def tiny(
 
     ``attn_implementation``: None is transformers' default (sdpa); ``flex_attention`` or ``flash_attention_2`` run
     packed rows without a dense mask (see ``qwenft.data.packing``)."""
-    config = Qwen2Config(
+    config = tiny_config(hidden_size, num_hidden_layers, num_attention_heads, num_key_value_heads, intermediate_size,
+                         tie_word_embeddings, instruct)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = Qwen2ForCausalLM(config)
+    model.generation_config.eos_token_id = [151645, 151643]
+    if attn_implementation:
+        model.set_attn_implementation(attn_implementation)
+    return _finish(model, qwen25_tokenizer(instruct=instruct), instruct, f"tiny(tied={tie_word_embeddings})")
+
+
+def tiny_config(hidden_size: int = 64, num_hidden_layers: int = 2, num_attention_heads: int = 4,
+                num_key_value_heads: int = 2, intermediate_size: int = 128, tie_word_embeddings: bool = True,
+                instruct: bool = True, seed: int = 0, attn_implementation: str | None = None) -> Qwen2Config:
+    """The architecture of :func:`tiny` (``seed`` and ``attn_implementation`` do not change it)."""
+    return Qwen2Config(
         vocab_size=QWEN25_EMBEDDING_ROWS,
         hidden_size=hidden_size,
         intermediate_size=intermediate_size,
@@ -100,10 +117,36 @@ def tiny(
         bos_token_id=151643,
         eos_token_id=151645 if instruct else 151643,
     )
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = Qwen2ForCausalLM(config)
-    model.generation_config.eos_token_id = [151645, 151643]
-    if attn_implementation:
-        model.set_attn_implementation(attn_implementation)
-    return _finish(model, qwen25_tokenizer(instruct=instruct), instruct, f"tiny(tied={tie_word_embeddings})")
+
+
+def architecture(model_cfg) -> PretrainedConfig | None:  # noqa: ANN001 - the DictConfig of conf/model/*.yaml
+    """The model's architecture from its config alone (no weights read), or None where that is not known without
+    loading it (an unknown source, a hub model not in the local cache, an offline model not imported yet).
+
+    What checks of module names (``peft.target_modules``) need before the model loads.
+    """
+    from omegaconf import OmegaConf
+
+    from qwenft.errors import UserError
+
+    spec = OmegaConf.to_container(model_cfg, resolve=True)
+    target = str(spec.pop("_target_", ""))
+    try:
+        if target.endswith("sources.tiny"):
+            return tiny_config(**spec)
+        if target.endswith("sources.pretrained") and not spec.get("trust_remote_code"):
+            return AutoConfig.from_pretrained(spec["name_or_path"], revision=spec.get("revision"),
+                                              local_files_only=True)  # a look-up, never a download
+        if target.endswith("sources.offline"):
+            folder = Path(str(spec["cache_dir"])).expanduser()
+            return AutoConfig.from_pretrained(folder) if (folder / "config.json").is_file() else None
+    except (OSError, ValueError, TypeError, KeyError, UserError):
+        return None
+    return None
+
+
+def module_names(config: PretrainedConfig) -> dict[str, type]:
+    """Every module's dotted name -> its class, for ``config``'s causal LM built on the meta device (no memory)."""
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    return {name: type(module) for name, module in model.named_modules() if name}

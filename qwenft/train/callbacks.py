@@ -129,6 +129,48 @@ class History(pl.Callback):
             self._write(trainer, "train/")
 
 
+class ValidateOnResume(pl.Callback):
+    """Run the validation that was due at the step a resumed run starts from, when the old run never logged it.
+
+    ``checkpoints/last.ckpt`` is saved at the end of a training step, before that step's validation; a process
+    killed during (or just before) that validation left no ``val`` row for the step, and Lightning, restarting
+    after the step, skips the validation as if it had run. This runs it once, where Lightning would have.
+    """
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_start(self, trainer, module):
+        if trainer.global_step != self.step or trainer.sanity_checking:
+            return
+        log.info("resumed at step %d, whose validation the interrupted run did not finish: running it", self.step)
+        connector = trainer._logger_connector  # as Lightning's training epoch loop runs a validation inside fit
+        first_loop_iter = getattr(connector, "_first_loop_iter", None)
+        trainer.validating = True
+        trainer.fit_loop.epoch_loop.val_loop.run()
+        trainer.training = True
+        if hasattr(connector, "_first_loop_iter"):
+            connector._first_loop_iter = first_loop_iter
+
+
+def validation_due(step: int, trainer_cfg, history: Path) -> bool:  # noqa: ANN001 - DictConfig
+    """Whether a validation was due after ``step`` (an integer ``val_check_interval`` counted in batches across
+    epochs, Lightning's rule with ``check_val_every_n_epoch=null``) and ``history`` holds no ``val`` row for it."""
+    every, per_epoch = trainer_cfg.get("val_check_interval"), trainer_cfg.get("check_val_every_n_epoch")
+    if step <= 0 or isinstance(every, bool) or not isinstance(every, int) or per_epoch is not None:
+        return False
+    if (step * int(trainer_cfg.get("accumulate_grad_batches") or 1)) % every:
+        return False
+    for line in history.read_text(encoding="utf-8", errors="replace").splitlines() if history.is_file() else []:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and row.get("step") == step and any(str(k).startswith("val/") for k in row):
+            return False
+    return True
+
+
 class SaveOnSignal(pl.Callback):
     """SIGTERM/SIGINT (a scheduler's preemption, Ctrl-C): finish the batch, save ``last.ckpt``, stop.
 

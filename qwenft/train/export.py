@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -21,8 +22,8 @@ from omegaconf import DictConfig
 from peft import PeftModel, PeftType
 
 from qwenft.adapters.apply import merged_model
-from qwenft.atomic import atomic_dir
-from qwenft.errors import UserError
+from qwenft.atomic import atomic_group
+from qwenft.errors import Interrupted, UserError
 from qwenft.tokenizer.extend import MANIFEST
 
 log = logging.getLogger(__name__)
@@ -126,27 +127,75 @@ def model_card(base_model: str, manifest: dict | None, run_info: dict, metrics: 
 
 
 def export(model, tokenizer, run_dir: Path, manifest: dict | None, adapter: bool = True,
-           card: str | None = None) -> dict[str, str]:
-    out: dict[str, str] = {}
-    with atomic_dir(run_dir / "tokenizer") as tmp:
-        tokenizer.save_pretrained(tmp)
-    out["tokenizer"] = str(run_dir / "tokenizer")
-    if adapter and _is_lora(model):  # full FT's trainable-token wrapper alone would be a misleading "adapter"
-        with atomic_dir(run_dir / "adapter") as tmp:
-            model.save_pretrained(tmp, safe_serialization=True)
+           card: str | None = None, metrics: dict | None = None, guard: ExportSignals | None = None
+           ) -> dict[str, str]:
+    """``tokenizer/``, ``adapter/`` (LoRA), ``merged/`` and (given ``metrics``) ``metrics.json``, all or nothing.
+
+    Everything is written into one staging folder first and moved in place at the end (``atomic_group``): a
+    SIGTERM, a full disk or an error while writing leaves the previous export whole, never an ``adapter/`` of the
+    new step beside a ``merged/`` of the old one. ``guard`` (``ExportSignals``) holds a signal back during the
+    final renames. Returns the output folders (also in ``metrics.json`` as ``outputs``).
+    """
+    lora = adapter and _is_lora(model)  # full FT's trainable-token wrapper alone would be a misleading "adapter"
+    out = {name: str(run_dir / name) for name in ("tokenizer", *(("adapter",) if lora else ()), "merged")}
+    names = [*out, *(["metrics.json"] if metrics is not None else [])]
+    with atomic_group(run_dir, names, tag="export", on_commit=guard.commit if guard else None) as stage:
+        tokenizer.save_pretrained(stage / "tokenizer")
+        if lora:
+            model.save_pretrained(stage / "adapter", safe_serialization=True)
             if card:
-                (tmp / CARD).write_text(card, encoding="utf-8")
-        out["adapter"] = str(run_dir / "adapter")
-    merged = merged_model(model).eval()
-    with atomic_dir(run_dir / "merged") as tmp:
-        merged.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
+                (stage / "adapter" / CARD).write_text(card, encoding="utf-8")
+        merged = merged_model(model).eval()
+        merged.save_pretrained(stage / "merged", safe_serialization=True)
+        tokenizer.save_pretrained(stage / "merged")
         if manifest:
-            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+            (stage / "merged" / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
         if card:
-            (tmp / CARD).write_text(card, encoding="utf-8")
-    out["merged"] = str(run_dir / "merged")
+            (stage / "merged" / CARD).write_text(card, encoding="utf-8")
+        if metrics is not None:
+            (stage / "metrics.json").write_text(json.dumps({**metrics, "outputs": out}, indent=2))
     return out
+
+
+class ExportSignals:
+    """SIGTERM/SIGINT during an export: stop with ``Interrupted`` (exit 128+N, one line) and export nothing.
+
+    Without it the default action killed the process between two outputs; the README promises an interrupted
+    run exports nothing. Once the outputs are being moved in place (``commit``) a signal waits for the renames
+    and then stops the process, saying the export is complete.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.committing = False
+        self.pending: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def commit(self) -> None:
+        self.committing = True
+
+    def _handle(self, signum, frame):  # noqa: ANN001
+        if self.committing:
+            self.pending = signum
+            return
+        raise Interrupted(signum, f"{Interrupted(signum, '').signal_name} during the export: nothing was exported "
+                                  f"(the previous outputs are unchanged); `qwenft export {self.run_dir}` exports "
+                                  "the last checkpoint")
+
+    def __enter__(self) -> ExportSignals:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: signals stay as they are
+                pass
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:  # noqa: ANN001
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        if self.pending is not None and exc_type is None:
+            raise Interrupted(self.pending, f"{Interrupted(self.pending, '').signal_name} at the end of the export: "
+                                            f"the export in {self.run_dir} is complete")
 
 
 def push_plan(export_cfg: DictConfig, run_dir: Path) -> list[tuple[Path, str]]:

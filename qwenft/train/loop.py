@@ -7,6 +7,7 @@ model is, and tokenized before ``trainer.fit``, so a bad file costs seconds, not
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import signal
@@ -23,16 +24,26 @@ from qwenft.atomic import atomic_write_text, recover
 from qwenft.data.datamodule import TrainData, load_splits, prepare, split_texts
 from qwenft.data.packing import row_length
 from qwenft.data.text import read_texts
-from qwenft.errors import Interrupted, UserError
+from qwenft.errors import Interrupted, OutputError, UserError
 from qwenft.tokenizer.discover import discover_words
 from qwenft.tokenizer.extend import distill_settings, extend_model, read_words_file, words_from_config
-from qwenft.train.callbacks import NewWordMetrics, SaveOnSignal
+from qwenft.train import preflight, rundir
+from qwenft.train.callbacks import NewWordMetrics, SaveOnSignal, ValidateOnResume, validation_due
 from qwenft.train.checkpoint_io import load_checkpoint_file
-from qwenft.train.export import export, model_card, publish
+from qwenft.train.export import ExportSignals, export, model_card, publish
+from qwenft.train.heldout import (
+    FALLBACK_MONITOR,
+    NEW_WORD_MONITOR,
+    NO_WORDS,
+    heldout_texts,
+    monitor_fallback,
+    new_word_metrics_texts,
+)
+from qwenft.train.identity import RunIdentity, check_export_identity, check_resume_shape, checkpoint_shape
 from qwenft.train.module import QwenFTModule
 from qwenft.train.runinfo import run_info, tokenizer_sha256
 from qwenft.train.speed import compile_layers, frozen_dtype, hold_frozen_in
-from qwenft.validation import validate, writable_dir_problem
+from qwenft.validation import validate
 
 log = logging.getLogger(__name__)
 
@@ -49,16 +60,6 @@ def resolve_ckpt(ckpt_path: str | None, run_dir: Path) -> Path | None:
         hint = " (set run_dir= or hydra.run.dir= to the run to resume)" if str(ckpt_path) == "last" else ""
         raise UserError(f"ckpt_path={ckpt_path}: {path} does not exist{hint}")
     return path
-
-
-class DataHashes(pl.Callback):
-    """Every checkpoint records the sha256 of the data it was trained on, so a resume can tell other data."""
-
-    def __init__(self, data_sha256: dict[str, str]) -> None:
-        self.data_sha256 = dict(data_sha256)
-
-    def on_save_checkpoint(self, trainer, module, checkpoint):
-        checkpoint["qwenft_data_sha256"] = self.data_sha256
 
 
 def check_resume_data(state: dict | None, ckpt: Path | None, data_sha256: dict[str, str],
@@ -104,14 +105,40 @@ def check_resume_tokenizer(state: dict, ckpt: Path, tokenizer) -> None:
                         f"now {now[:12]}…): resume with the same model/tokenizer config")
 
 
+def check_resume_tensors(saved: dict[str, tuple], state: dict, ckpt: Path) -> None:
+    """The checkpoint's tensors must be this model's trainable ones, name for name and size for size (a mismatch
+    would fail inside ``trainer.fit``, after the run's files were rewritten)."""
+    now = {k: tuple(v.shape) for k, v in state.items()}
+    extra, missing = sorted(set(saved) - set(now)), sorted(set(now) - set(saved))
+    wrong = sorted(k for k in set(saved) & set(now) if saved[k] != now[k])
+    if wrong:
+        raise UserError(f"ckpt_path={ckpt}: {len(wrong)} tensors have another size in this run (e.g. {wrong[0]}: "
+                        f"{list(saved[wrong[0]])} in the checkpoint, {list(now[wrong[0]])} now): resume with the "
+                        "settings the checkpoint was trained with")
+    if extra or missing:
+        name = (extra or missing)[0]
+        raise UserError(f"ckpt_path={ckpt}: the checkpoint's trainable tensors differ from this run's "
+                        f"({len(extra)} only in the checkpoint, {len(missing)} only in this run, e.g. {name}): "
+                        "resume with the settings the checkpoint was trained with")
+
+
 def extend_vocabulary(cfg: DictConfig, loaded, train_texts: list[str]):
     """Add the configured (or discovered) words; returns ``(tokenizer, new_ids, words, manifest)``."""
     if not cfg.tokenizer.extend:
         words = read_words_file(cfg.eval_words_file)[0] if cfg.get("eval_words_file") else []
+        given = [k for k in ("words", "words_file", "discover") if cfg.tokenizer.get(k)]
+        if given:  # validation refuses them without eval_words_file; with it, they are ignored: say so
+            log.warning("tokenizer=none: tokenizer.%s is ignored (no extension); the words scored are those of "
+                        "eval_words_file=%s", given[0], cfg.eval_words_file)
         return loaded.tokenizer, [], words, None  # ablations: the words are still scored, as their old pieces
     if cfg.tokenizer.discover:
         found = discover_words(train_texts, loaded.tokenizer, **cfg.tokenizer.discover)
         words, glosses = [c.word for c in found], {}
+        if not words:  # a split without any candidate: say so, not "no new tokens to add ... 0 words"
+            settings = ", ".join(f"{k}: {v}" for k, v in cfg.tokenizer.discover.items())
+            raise UserError(f"tokenizer.discover={{{settings}}}: found no new word in the training data; lower "
+                            "min_count / min_length, or give the words (tokenizer.words=[...] or "
+                            "tokenizer.words_file=PATH)")
         log.info("discovered %d words in the training data: %s", len(words), ", ".join(words[:20]))
     else:
         words, glosses = words_from_config(cfg.tokenizer)
@@ -140,19 +167,31 @@ def wrap_model(cfg: DictConfig, model, new_ids: list[int]):
     return model.train()  # from_pretrained returns eval mode; LoRA dropout must be active while training
 
 
-def build_callbacks(cfg: DictConfig, has_words: bool, has_loggers: bool) -> list[pl.Callback]:
+def build_callbacks(cfg: DictConfig, fallback: str | None, has_loggers: bool,
+                    monitors: dict[str, dict] | None = None) -> list[pl.Callback]:
     """Every entry of ``cfg.callbacks`` with a ``_target_`` (``conf/callbacks/*.yaml``); ``null`` entries are off.
 
-    Two adjustments that follow from the run rather than from taste: without new words the best checkpoint
-    monitors ``val/loss`` (there is no new-word NLL to monitor), and the LR monitor needs a logger.
+    Two adjustments that follow from the run rather than from taste: when ``val/new_word_nll`` will not be
+    logged (``fallback`` says why: no new words, or none in the held-out text) the best checkpoint monitors
+    ``val/loss``, and the LR monitor needs a logger. ``monitors`` receives what each checkpoint callback
+    monitors, and why (``run_info.json``).
     """
     callbacks = []
     for name, node in (cfg.get("callbacks") or {}).items():
         if not isinstance(node, DictConfig) or "_target_" not in node:
             continue
-        if node.get("monitor") == "val/new_word_nll" and not has_words:
-            log.info("callbacks.%s: no new words in this run, monitoring val/loss instead", name)
-            node = OmegaConf.merge(node, {"monitor": "val/loss"})
+        if node.get("monitor") == NEW_WORD_MONITOR and fallback:
+            # a warning when the run has words the text lacks; plain information for a run without words
+            log.log(logging.INFO if fallback == NO_WORDS else logging.WARNING,
+                    "callbacks.%s: %s, so %s is never logged: the best checkpoint monitors %s instead", name,
+                    fallback, NEW_WORD_MONITOR, FALLBACK_MONITOR)
+            node = OmegaConf.merge(node, {"monitor": FALLBACK_MONITOR})
+            if monitors is not None:
+                monitors[name] = {"monitor": FALLBACK_MONITOR, "instead_of": NEW_WORD_MONITOR, "reason": fallback}
+        elif node.get("monitor"):
+            log.info("callbacks.%s: the best checkpoint monitors %s", name, node.get("monitor"))
+            if monitors is not None:
+                monitors[name] = {"monitor": str(node.get("monitor"))}
         callback = instantiate(node)
         if isinstance(callback, pl.callbacks.LearningRateMonitor) and not has_loggers:
             continue
@@ -218,22 +257,32 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, handles: dict | No
     notebooks).
     """
     validate(cfg, "train")  # every key's type and range: one line before anything is read or loaded
+    key = "run_dir" if run_dir or cfg.get("run_dir") else "hydra.run.dir"
     run_dir = Path(run_dir or cfg.get("run_dir") or cfg.paths.output_dir)
+    # the folder is this run's alone: not another run's (unless resuming), not written by two processes at once
+    with rundir.claim(run_dir, resuming=bool(cfg.get("ckpt_path")), key=key):
+        return _train(cfg, run_dir, handles)
+
+
+def _train(cfg: DictConfig, run_dir: Path, handles: dict | None) -> dict:
     if str(run_dir) != str(cfg.paths.output_dir):  # loggers and callbacks write under paths.output_dir
         cfg = OmegaConf.merge(cfg, {"paths": {"output_dir": str(run_dir)}})
-    problem = writable_dir_problem(run_dir)
-    if problem:
-        raise UserError(f"run dir {run_dir}: cannot write there: {problem}")
-    run_dir.mkdir(parents=True, exist_ok=True)
     log.info("run dir: %s", run_dir)
+    preflight.check(cfg)  # keys that reach libraries (Trainer kwargs, LoRA target modules): before any loading
     pl.seed_everything(cfg.seed, workers=True)
     sources = load_splits(cfg.data)  # fail on bad input before loading a model
+    preflight.check_best_export(cfg, "val" in sources)
     if cfg.tokenizer.extend and not cfg.tokenizer.discover:
         words_from_config(cfg.tokenizer)  # a bad words file fails here too, not after the model loads
     ckpt = resolve_ckpt(cfg.ckpt_path, run_dir)
     resumed = load_checkpoint_file(ckpt, mmap=True) if ckpt else None  # unreadable: one line, nothing written
     data_sha256 = {k: v.sha256 for k, v in sources.items()}
     previous_data = check_resume_data(resumed, ckpt, data_sha256, bool(cfg.get("allow_data_change", False)))
+    resumed_shapes, resumed_step = None, 0
+    if resumed is not None:  # another adapter / model / vocabulary setting: refused before the model loads
+        check_resume_shape(resumed, ckpt, cfg)
+        resumed_shapes = {k: tuple(v.shape) for k, v in resumed["state_dict"].items()}
+        resumed_step = int(resumed.get("global_step") or 0)
     strategy = cfg.strategy.name
 
     loaded = instantiate(cfg.model)
@@ -241,14 +290,10 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, handles: dict | No
     if resumed is not None:  # refused here, before this run writes anything into the old run's dir
         check_resume_tokenizer(resumed, ckpt, tokenizer)
         del resumed
-    for note in recover(run_dir) + recover(run_dir / "checkpoints"):
-        log.info("run dir: %s (left by an interrupted process)", note)
     train_set = prepare(sources["train"], tokenizer, loaded.instruct, cfg.data, strategy)
     val_set = prepare(sources["val"], tokenizer, loaded.instruct, cfg.data, strategy) if "val" in sources else None
     test_set = prepare(sources["test"], tokenizer, loaded.instruct, cfg.data, strategy) if "test" in sources else None
-    heldout = val_set.texts if val_set else train_set.texts[:32]
-    if cfg.data.heldout_text:
-        heldout = read_texts(cfg.data.heldout_text, unit=cfg.data.get("text_unit", "line"))
+    heldout = heldout_texts(cfg, train_set.texts, val_set.texts if val_set else None, read_texts)
 
     model = wrap_model(cfg, loaded.model, new_ids)
     pack_length = cfg.data.get("pack_length") or cfg.data.max_length
@@ -263,12 +308,20 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, handles: dict | No
     module = QwenFTModule(model, instantiate(cfg.optim), scheduler, cfg.tokenizer.rows_lr, tokenizer, loaded.instruct,
                           words, head_loss=str(cfg.get("head_loss", "dense")),
                           head_loss_chunk=int(cfg.get("head_loss_chunk", 4096)))
+    if resumed_shapes is not None:  # whatever else shapes the tensors: still before anything is written
+        check_resume_tensors(resumed_shapes, module.state_dict(), ckpt)
+    for note in recover(run_dir) + recover(run_dir / "checkpoints"):
+        log.info("run dir: %s (left by an interrupted process)", note)
     data = TrainData(train_set, val_set, batch_size=cfg.data.batch_size, pad_id=tokenizer.pad_token_id,
                      seed=cfg.seed, packing=cfg.data.get("packing", False),
-                     max_val_examples=cfg.data.max_val_examples, heldout_texts=heldout, test=test_set,
+                     max_val_examples=cfg.data.max_val_examples, heldout_texts=heldout.texts, test=test_set,
                      tokens_per_batch=cfg.data.get("tokens_per_batch"), pack_length=pack_length)
     loggers = build_loggers(cfg)
-    callbacks = [*build_callbacks(cfg, bool(words), bool(loggers)), DataHashes(data_sha256)]
+    monitors: dict[str, dict] = {}
+    callbacks = [*build_callbacks(cfg, monitor_fallback(cfg, words, heldout), bool(loggers), monitors),
+                 RunIdentity(data_sha256, checkpoint_shape(cfg))]
+    if val_set is not None and validation_due(resumed_step, cfg.trainer, run_dir / "history.jsonl"):
+        callbacks.append(ValidateOnResume(resumed_step))  # killed during that step's validation: redo it
     trainer = build_trainer(cfg, callbacks, loggers, run_dir, val_set is not None)
 
     info = run_info(cfg, data_sha256)
@@ -277,7 +330,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, handles: dict | No
     info.update(trainable_summary(model), tokenizer_sha256=module.tokenizer_sha256, words=len(words),
                 new_tokens=len(new_ids), world_size=trainer.world_size,
                 data={"train": train_set.stats, **({"val": val_set.stats} if val_set else {}),
-                      **({"test": test_set.stats} if test_set else {})})
+                      **({"test": test_set.stats} if test_set else {})},
+                heldout=heldout.record(words, new_word_metrics_texts(cfg)), monitors=monitors)
     if trainer.global_rank == 0:
         atomic_write_text(run_dir / "run_info.json", json.dumps(info, indent=2))
         atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
@@ -313,17 +367,25 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, handles: dict | No
             metrics[f"data/{split}_dropped"] = prepared.dropped
             metrics[f"data/{split}_windowed"] = prepared.stats.get("windowed", 0)  # raw text cut, not truncated
     if trainer.global_rank == 0:
-        # written before the export too: a kill during the export keeps the run's metrics (`qwenft export` redoes it)
-        atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
         if cfg.export.enabled:
-            which = str(cfg.export.get("checkpoint", "last"))
-            if which == "best":
-                metrics["export/checkpoint"] = load_best(module, callbacks)
-            card = model_card(base_model=loaded.name, manifest=manifest, run_info=info, metrics=metrics,
-                              config=cfg, checkpoint=which)
-            metrics["outputs"] = export(model, tokenizer, run_dir, manifest, adapter=cfg.export.adapter, card=card)
+            # all or nothing: tokenizer/, adapter/, merged/ and metrics.json move in together; a SIGTERM before
+            # that is one line (exit 143) and leaves the previous outputs as they were
+            with ExportSignals(run_dir) as guard:
+                which = str(cfg.export.get("checkpoint", "last"))
+                if which == "best":
+                    metrics["export/checkpoint"] = load_best(module, callbacks)
+                card = model_card(base_model=loaded.name, manifest=manifest, run_info=info, metrics=metrics,
+                                  config=cfg, checkpoint=which)
+                try:
+                    metrics["outputs"] = export(model, tokenizer, run_dir, manifest, adapter=cfg.export.adapter,
+                                                card=card, metrics=metrics, guard=guard)
+                except OutputError:  # a full disk: keep the run's numbers; `qwenft export RUN_DIR` redoes the rest
+                    with contextlib.suppress(OutputError):
+                        atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+                    raise
             publish(cfg.export, run_dir, loggers)
-        atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+        else:
+            atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
     log.info("run dir: %s", run_dir)
     return metrics
 
@@ -377,14 +439,23 @@ def export_run(run_dir: str | Path, checkpoint: str = "last", push_to_hub: bool 
     ckpt = run_dir / "checkpoints" / f"{checkpoint}.ckpt"
     if not ckpt.is_file():
         raise UserError(f"checkpoint={checkpoint}: {ckpt} does not exist")
-    problem = writable_dir_problem(run_dir)
-    if problem:
-        raise UserError(f"run_dir={run_dir}: cannot write there: {problem}")
+    rundir.writable(run_dir, "run_dir")
+    with rundir.lock(run_dir):  # not while a training process writes the same run
+        return _export_run(run_dir, ckpt, checkpoint, push_to_hub)
+
+
+def _export_run(run_dir: Path, ckpt: Path, checkpoint: str, push_to_hub: bool | None) -> dict[str, str]:
     try:
         cfg = OmegaConf.load(run_dir / "config.yaml")
     except Exception as err:  # a truncated or hand-edited YAML
         raise UserError(f"{run_dir / 'config.yaml'}: cannot read: {str(err).splitlines()[0][:160]}") from None
     state = load_checkpoint_file(ckpt)
+    try:
+        info = json.loads((run_dir / "run_info.json").read_text())
+    except (OSError, ValueError):
+        info = {}  # killed before it was written, or unreadable: the checkpoint's own records still count
+    info = info if isinstance(info, dict) else {}
+    check_export_identity(state, ckpt, cfg, info)  # another run's checkpoint: refused before the model loads
     for note in recover(run_dir) + recover(run_dir / "checkpoints"):
         log.info("run dir: %s (left by an interrupted process)", note)
     sources = load_splits(cfg.data)
@@ -396,13 +467,17 @@ def export_run(run_dir: str | Path, checkpoint: str = "last", push_to_hub: bool 
                         "changed since)")
     model = wrap_model(cfg, loaded.model, new_ids)
     weights = {k.removeprefix("model."): v for k, v in state["state_dict"].items()}
-    missing = set(weights) - {n for n, _ in model.named_parameters()}
+    params = dict(model.named_parameters())
+    missing = set(weights) - set(params)
     if missing:
         raise UserError(f"{ckpt}: {len(missing)} tensors do not fit this run's model (e.g. {sorted(missing)[0]})")
+    wrong = sorted(k for k, v in weights.items() if tuple(v.shape) != tuple(params[k].shape))
+    if wrong:
+        raise UserError(f"{ckpt}: {len(wrong)} tensors do not fit this run's model (e.g. {wrong[0]}: "
+                        f"{list(weights[wrong[0]].shape)}, the model's {list(params[wrong[0]].shape)})")
     model.load_state_dict(weights, strict=False)
     metrics = run_metrics(run_dir)
     metrics["global_step"] = state.get("global_step", metrics.get("global_step"))
-    info = json.loads((run_dir / "run_info.json").read_text()) if (run_dir / "run_info.json").is_file() else {}
     card = model_card(base_model=loaded.name, manifest=manifest, run_info=info, metrics=metrics, config=cfg,
                       checkpoint=checkpoint)
     out = export(model, tokenizer, run_dir, manifest, adapter=bool(cfg.export.get("adapter", True)), card=card)
