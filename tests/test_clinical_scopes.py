@@ -254,8 +254,9 @@ def test_cli_refuses_a_bad_scope_in_one_line_before_the_model_loads(tmp_path):
 def test_whole_layout_needs_room_for_the_whole_response(monkeypatch):
     """``qwenft answer`` sizes the context check by the layout: a whole response holds n + 1 texts."""
     import qwenft.clinical.answer as answer_mod
+    import qwenft.clinical.evaluate as evaluate_mod
 
-    monkeypatch.setattr(answer_mod, "answer", lambda *a, **kw: pytest.fail("the check should have refused"))
+    monkeypatch.setattr(evaluate_mod, "answer_prompt", lambda *a, **kw: pytest.fail("the check should have refused"))
     cfg = compose("answer", ["model=tiny", "retrieval=none", "strategy=step_back_prompt",
                              "generation.max_new_tokens=2000", "generation.engine=hf", "generation.bf16=false"])
     with pytest.raises(UserError, match="needs about .* tokens"):  # 4 x 2000 > the tiny model's 4096
