@@ -36,3 +36,18 @@ def kb(tmp_path_factory):
     from qwenft.retrieval.bm25 import BM25Retriever
 
     return BM25Retriever(DEMO_DIR / "kb.jsonl", cache_dir=tmp_path_factory.mktemp("bm25"))
+
+
+@pytest.fixture(autouse=True)
+def _qwenft_loggers_reach_caplog():
+    """In-process CLI runs (the bad-input battery) let Hydra reconfigure logging; a later test that reads its own
+    log lines with ``caplog`` must not depend on which of them ran first, so every qwenft logger is reset to
+    enabled, propagating and level-less before each test."""
+    import logging
+
+    logging.disable(logging.NOTSET)  # a library may have switched records off process-wide
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if name.startswith("qwenft") and isinstance(logger, logging.Logger):
+            logger.disabled, logger.propagate = False, True
+            logger.setLevel(logging.NOTSET)
+    yield

@@ -527,3 +527,23 @@ def build_eval_data(eval_data: DictConfig):
         if isinstance(err.__cause__, UserError):
             raise err.__cause__ from None
         raise
+
+
+def write_results(out: Path, data, result: Evaluation, k: int, bootstrap: dict) -> str:  # noqa: ANN001 - EvalData
+    """``table.md`` (with the data's and the run's notes), ``metrics.json`` and ``predictions.jsonl`` in ``out``,
+    each written atomically; returns the table."""
+    import json
+
+    from qwenft.atomic import atomic_write_text
+
+    notes = [*data.notes, *result.notes]
+    table = markdown_table(result.rows, result.differences, result.reference, float(bootstrap["confidence"]))
+    table += "".join(f"\n- {n}" for n in notes) + ("\n" if notes else "")
+    atomic_write_text(out / "table.md", table)
+    atomic_write_text(out / "metrics.json", json.dumps(
+        {"eval_data": data.name, "source": data.source, "source_sha256": data.sha256, "k": k,
+         "reference_strategy": result.reference, "bootstrap": bootstrap, "notes": notes, "rows": result.rows,
+         "differences": result.differences}, indent=2))
+    atomic_write_text(out / "predictions.jsonl",
+                      "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in result.predictions))
+    return table

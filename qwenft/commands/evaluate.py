@@ -4,13 +4,11 @@ strategies x budgets -> one table of means with 95 % intervals and paired differ
 from __future__ import annotations
 
 import contextlib
-import json
 from pathlib import Path
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from qwenft.atomic import atomic_write_text
 from qwenft.clinical.engines import cache_settings, open_engine
 from qwenft.clinical.evaluate import (
     PredictionCache,
@@ -22,9 +20,9 @@ from qwenft.clinical.evaluate import (
     has_gold,
     load_strategy,
     log_wandb,
-    markdown_table,
     needs_model_to_retrieve,
     retrieval_config,
+    write_results,
 )
 from qwenft.errors import UserError
 from qwenft.tokenizer.extend import read_words_file
@@ -68,16 +66,7 @@ def run(cfg: DictConfig) -> dict:
                           settings=settings, retrieval_only=bool(cfg.retrieval_only), progress=bool(cfg.progress),
                           n_resamples=int(boot.n_resamples), confidence=float(boot.confidence), seed=int(boot.seed),
                           answers=answers, rewrite_batch=int(cfg.get("rewrite_batch", 32)))
-    notes = [*data.notes, *result.notes]
-    table = markdown_table(result.rows, result.differences, result.reference, float(boot.confidence))
-    table += "".join(f"\n- {n}" for n in notes) + ("\n" if notes else "")
-    atomic_write_text(out / "table.md", table)
-    atomic_write_text(out / "metrics.json", json.dumps(
-        {"eval_data": data.name, "source": data.source, "source_sha256": data.sha256, "k": int(cfg.k),
-         "reference_strategy": result.reference, "bootstrap": OmegaConf.to_container(boot, resolve=True),
-         "notes": notes, "rows": result.rows, "differences": result.differences}, indent=2))
-    atomic_write_text(out / "predictions.jsonl",
-                      "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in result.predictions))
+    table = write_results(out, data, result, int(cfg.k), OmegaConf.to_container(boot, resolve=True))
     if cfg.get("logger") and "wandb" in cfg.logger:  # other loggers: the run dir's files are the record
         log_wandb(cfg, out, result, records)
     print(table, flush=True)
