@@ -1,21 +1,18 @@
 """New rows that make the model behave as if it had read the word's original pieces (token distillation).
 
 Why: a row initialised to the mean of its pieces is a word the model can *write*, not one its attention treats
-like the pieces it just read. Measured on real MedQuAD words in question-answer form ("What is W? W is ..."),
-mean-of-pieces rows raised the whole text's bits per byte by ~5 % before any training, because every token
-*after* the new one is predicted from a state the model never saw. Token distillation (Dobler, Elliott, de Melo,
-ICLR 2026, arXiv 2505.20133) fixes the cause directly: with the model frozen, only the new rows are optimised so
-that the hidden states on text containing the new token match the hidden states of the *same* model on the same
-text written with the original pieces (the new token aligned with its last piece).
+like the pieces it just read. Measured on real MedQuAD words in question-answer form ("What is W? <sentence>"),
+mean-of-pieces rows raised the whole text's bits per byte by 2.8-3.0 % before any training, because the tokens
+*after* the new one are predicted from states the model never saw (``experiments/results/newword_real``). Token
+distillation (Dobler, Elliott, de Melo, ICLR 2026, arXiv 2505.20133) fixes the cause directly: with the model
+frozen, only the new input rows are optimised so that the final (normed) hidden states -- what the head reads --
+at the new token and at every token after it match the hidden states of the *same* model on the same snippet
+written with the original pieces (the new token aligned with its last piece). Measured: +0.33-0.35 % instead.
 
-Two terms, both against the unchanged model on the original tokenization of the same snippet:
-
-* ``hidden``: mean squared error of the final (normed) hidden states at the new token and every token after it,
-  i.e. at the states the head reads -- what comes after the word is predicted as it was from the pieces.
-Not used, measured: an output-side term (at the position before each occurrence, ``log p(new token)`` pulled
-towards the summed log-probability of its pieces, training an untied head's new rows) made the new tokens likely
-*everywhere* -- it only sees the positions before occurrences -- and the offline model's held-out bits per byte
-rose from 1.85 to 4.79 (``experiments/results/newword_real``). The head's new rows therefore keep the
+The rows start from AdaptiVocab's (``qwenft.model.rows``). Not used, measured: an output-side term (at the
+position before each occurrence, ``log p(new token)`` pulled towards the summed log-probability of its pieces,
+training an untied head's new rows) made the new tokens likely *everywhere* -- it only sees the positions before
+occurrences -- and held-out bits per byte rose from 1.85 to 4.79. The head's new rows therefore keep the
 AdaptiVocab output init (first piece heaviest); a tied model's one shared row is learnt for reading, and the
 model stays tied.
 
@@ -242,7 +239,7 @@ def distill_rows(
     model.eval()
     rng = random.Random(settings.seed)
     batches = [b for _ in range(settings.epochs) for b in _batches(rng.sample(pairs, len(pairs)), settings.batch_size)]
-    bar = _progress(len(batches), progress)
+    bar = _Progress(len(batches), progress)
     losses: list[float] = []
     try:
         for batch in batches:
@@ -281,7 +278,7 @@ def distill_rows(
     return summary
 
 
-class _progress:
+class _Progress:
     """A tqdm bar where the run wants one (the distillation takes a minute or two on a CPU)."""
 
     def __init__(self, total: int, enabled: bool) -> None:
