@@ -40,9 +40,10 @@ def kb(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def _qwenft_loggers_reach_caplog():
-    """In-process CLI runs (the bad-input battery) let Hydra reconfigure logging; a later test that reads its own
-    log lines with ``caplog`` must not depend on which of them ran first, so every qwenft logger is reset to
-    enabled, propagating and level-less before each test."""
+    """In-process ``answer``/``serve`` runs (the bad-input battery) apply ``hydra/job_logging: disabled``, whose
+    ``disable_existing_loggers: true`` switches off every logger that exists by then; a later test reading its own
+    log lines with ``caplog`` then saw nothing (reproduced: a dictConfig with that flag before
+    ``test_data_io.py::test_skip_bad_rows`` fails it). Every qwenft logger is reset before each test."""
     import logging
 
     logging.disable(logging.NOTSET)  # a library may have switched records off process-wide
