@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from trainutil import token_losses
 
 from qwenft.config import compose
 from qwenft.data.datamodule import ResumableLoader, collate
@@ -83,14 +84,6 @@ def test_resume_mid_epoch_continues_with_the_same_batches(tok):
         assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def _token_losses(model, batch) -> torch.Tensor:
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"),
-                   position_ids=batch.get("position_ids"), use_cache=False).logits[:, :-1]
-    targets = batch["labels"][:, 1:]
-    keep = targets != IGNORE
-    return torch.nn.functional.cross_entropy(logits[keep].float(), targets[keep], reduction="none")
-
-
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 def test_packed_rows_give_each_example_its_own_loss(attn):
     """Several rows, pad tails included: the per-token losses equal those of a padded batch of the same examples."""
@@ -105,7 +98,7 @@ def test_packed_rows_give_each_example_its_own_loss(attn):
     padded = collate([by_index[i] for i in packed["index"].tolist()], tok.pad_token_id)  # same order
     padded.pop("index")
     with torch.no_grad():
-        together, alone = _token_losses(model, packed), _token_losses(model, padded)
+        together, alone = token_losses(model, packed), token_losses(model, padded)
         torch.testing.assert_close(together, alone, rtol=1e-4, atol=1e-5)
         (ours, n), (ref, m) = label_loss(model, packed), label_loss(model, padded)
     assert n == m == together.numel()

@@ -9,7 +9,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
-from trainutil import TINY, qwenft
+from trainutil import TINY, qwenft, token_losses
 from transformers import AutoTokenizer
 
 from qwenft.data.datamodule import ResumableLoader, collate, collate_packed, prepare
@@ -64,15 +64,6 @@ def test_label_only_logits_give_the_hf_loss_through_peft_wrappers(demo_words, ti
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
 
 
-def _token_losses(model, batch) -> torch.Tensor:
-    """Per-label-token cross-entropy, in order, from the full logits (the reference the packed path must match)."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"),
-                   position_ids=batch.get("position_ids"), use_cache=False).logits[:, :-1]
-    targets = batch["labels"][:, 1:]
-    keep = targets != IGNORE
-    return torch.nn.functional.cross_entropy(logits[keep].float(), targets[keep], reduction="none")
-
-
 def test_packed_rows_give_the_per_example_losses():
     loaded = tiny()
     model, tok = loaded.model.eval(), loaded.tokenizer
@@ -84,8 +75,8 @@ def test_packed_rows_give_the_per_example_losses():
     assert packed["input_ids"].shape[0] == 1 and "attention_mask" not in packed
     assert packed["position_ids"][0].tolist() == [j for e in examples for j in range(len(e["input_ids"]))]
     with torch.no_grad():
-        separate = torch.cat([_token_losses(model, collate([e], tok.pad_token_id)) for e in examples])
-        together = _token_losses(model, packed)
+        separate = torch.cat([token_losses(model, collate([e], tok.pad_token_id)) for e in examples])
+        together = token_losses(model, packed)
         torch.testing.assert_close(together, separate, rtol=1e-4, atol=1e-5)
         # and the label-only path on a packed row is the mean of the same token losses
         ours, n = label_loss(model, packed)
@@ -93,7 +84,7 @@ def test_packed_rows_give_the_per_example_losses():
     torch.testing.assert_close(ours, separate.mean(), rtol=1e-4, atol=1e-5)
     # without the restarts (one long sequence) the later examples would see the earlier ones: losses differ
     with torch.no_grad():
-        leaky = _token_losses(model, {**packed, "position_ids": torch.arange(packed["input_ids"].shape[1])[None]})
+        leaky = token_losses(model, {**packed, "position_ids": torch.arange(packed["input_ids"].shape[1])[None]})
     assert not torch.allclose(leaky, separate, rtol=1e-4, atol=1e-5)
 
 

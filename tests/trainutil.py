@@ -1,4 +1,5 @@
-"""Running the real ``qwenft`` CLI in a subprocess, shared by the training tests."""
+"""Shared by the training tests: running the real ``qwenft`` CLI in a subprocess, and the reference
+per-token loss."""
 
 from __future__ import annotations
 
@@ -18,3 +19,16 @@ TINY = [
 def qwenft(*args: str, cwd: Path, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "qwenft.cli", *args], cwd=cwd, env={**ENV, **(env or {})},
                           capture_output=True, text=True, timeout=timeout)
+
+
+def token_losses(model, batch):  # noqa: ANN001, ANN201 - a causal LM, a batch dict -> Tensor
+    """Per-label-token cross-entropy, in order, from the full logits (the reference the packed path must match)."""
+    import torch
+
+    from qwenft.data.format import IGNORE
+
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"),
+                   position_ids=batch.get("position_ids"), use_cache=False).logits[:, :-1]
+    targets = batch["labels"][:, 1:]
+    keep = targets != IGNORE
+    return torch.nn.functional.cross_entropy(logits[keep].float(), targets[keep], reduction="none")
