@@ -37,6 +37,8 @@ import torch
 from torch import Tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from qwenft.model.rows import NewRow, embeddings_tied
+
 log = logging.getLogger(__name__)
 
 PROMPTS = ("The use of {w}", "Patients with {w}", "What is {w}? The {w}", "In {w},", "{w} is")
@@ -54,16 +56,6 @@ class DistillSettings:
     lr: float = 1e-4  # Adam on the new input rows only (1e-3 broke the offline model's rows: bits/byte 1.85 -> 4.8)
     generated_tokens: int = 40  # length of a model-written snippet
     seed: int = 0
-
-
-@dataclass
-class Target:
-    """One form the rows are learnt for: its new id and the ids of its original pieces."""
-
-    id: int
-    form: str
-    word: str
-    piece_ids: list[int]
 
 
 # ------------------------------------------------------------------------------------------------ snippets
@@ -187,14 +179,13 @@ def distill_rows(
     model: PreTrainedModel,
     base_tokenizer: PreTrainedTokenizerBase,
     extended_tokenizer: PreTrainedTokenizerBase,
-    targets: Sequence[Target],
+    targets: Sequence[NewRow],
     texts: Sequence[str],
     settings: DistillSettings | None = None,
     progress: bool = True,
 ) -> dict[str, float]:
     """Learn the rows of ``targets`` in place (input rows, and the untied head's rows); returns a summary."""
     from qwenft.hardware import native_bf16
-    from qwenft.model.rows import embeddings_tied
 
     settings = settings or DistillSettings()
     start_time = time.perf_counter()

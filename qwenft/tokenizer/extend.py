@@ -17,7 +17,7 @@ from pathlib import Path
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from qwenft.errors import DataError, UserError
-from qwenft.model.distill import DistillSettings, Target, distill_rows
+from qwenft.model.distill import DistillSettings, distill_rows
 from qwenft.model.rows import embeddings_tied, ensure_rows, init_new_rows
 from qwenft.tokenizer.vocab import (
     FormReport,
@@ -119,8 +119,7 @@ def extend_model(
     init_new_rows(model, new_tokens, init, glosses=glosses, base_tokenizer=tokenizer, seed=seed)
     distilled = None
     if init == "distill":
-        targets = [Target(t.id, t.form, t.word, list(t.piece_ids)) for t in new_tokens]
-        distilled = distill_rows(model, tokenizer, extended, targets, texts, distill or DistillSettings(seed=seed))
+        distilled = distill_rows(model, tokenizer, extended, new_tokens, texts, distill or DistillSettings(seed=seed))
     model.config.vocab_size = model.get_input_embeddings().weight.shape[0]
     return Extension(
         tokenizer=extended,
