@@ -59,9 +59,11 @@ def word_sets(train: list[dict], tokenizer, n: int = 100) -> dict[str, list[str]
     return {"discover": [c.word for c in ranked[:n]], "long": [c.word for c in ranked if c.pieces >= 3][:n]}
 
 
-def heldout_texts(held: list[dict], words: list[str], per_word: int = 3, limit: int = 300,
-                  seed: int = 0) -> dict[str, list[str]]:
-    """Single sentences with exactly one occurrence of one word (at most ``per_word`` per word), and their QA form."""
+def heldout_texts(held: list[dict], words: list[str], per_word: int = 3, limit: int = 300, seed: int = 0,
+                  train_text: str = "") -> dict[str, list[str]]:
+    """Single sentences with exactly one occurrence of one word (at most ``per_word`` per word), and their QA form.
+    MedQuAD repeats answers across records: a sentence that also occurs in ``train_text`` (the training
+    documents, which distillation and training read) is left out, so none is seen before it is scored."""
     from qwenft.metrics.newword import word_pattern
 
     pattern = word_pattern(words)
@@ -72,7 +74,7 @@ def heldout_texts(held: list[dict], words: list[str], per_word: int = 3, limit: 
     plain, qa = [], []
     for s in sentences:
         hits = pattern.findall(s)
-        if len(hits) != 1 or per.get(hits[0], 0) >= per_word:
+        if len(hits) != 1 or per.get(hits[0], 0) >= per_word or s in train_text:
             continue
         per[hits[0]] = per.get(hits[0], 0) + 1
         plain.append(s)
@@ -203,7 +205,7 @@ def main(argv: list[str] | None = None) -> dict:
         words = sets[wset]
         data_dir = out / "data" / wset
         data_dir.mkdir(parents=True, exist_ok=True)
-        texts = heldout_texts(held_rows, words)
+        texts = heldout_texts(held_rows, words, train_text="\n".join(corpus))
         docs = training_docs(train_rows, words)
         (data_dir / "words.txt").write_text("".join(w + "\n" for w in words))
         (data_dir / "train.txt").write_text("\n".join(docs) + "\n")
