@@ -43,10 +43,14 @@ def _qwenft_loggers_reach_caplog():
     """In-process ``answer``/``serve`` runs (the bad-input battery) apply ``hydra/job_logging: disabled``, whose
     ``disable_existing_loggers: true`` switches off every logger that exists by then; a later test reading its own
     log lines with ``caplog`` then saw nothing (reproduced: a dictConfig with that flag before
-    ``test_data_io.py::test_skip_bad_rows`` fails it). Every qwenft logger is reset before each test."""
+    ``test_data_io.py::test_skip_bad_rows`` fails it). The same config sets the root logger to ERROR, so every
+    warning of a later test stopped at its logger (CI, stop 30: ``test_train.py::
+    test_prompt_completion_files_without_val_still_report_new_words`` saw an empty ``caplog.text``). Every qwenft
+    logger and the root level are reset before each test."""
     import logging
 
     logging.disable(logging.NOTSET)  # a library may have switched records off process-wide
+    logging.root.setLevel(logging.WARNING)  # Python's default; hydra/job_logging/disabled.yaml leaves ERROR
     for name, logger in list(logging.root.manager.loggerDict.items()):
         if name.startswith("qwenft") and isinstance(logger, logging.Logger):
             logger.disabled, logger.propagate = False, True
