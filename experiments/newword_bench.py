@@ -42,6 +42,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from experiments.stats import mean_ci
+
 SYLLABLES = ["zor", "bix", "quan", "tel", "vry", "mox", "daz", "plin", "xer", "ulf", "kav", "nep", "tor", "gli"]
 SUFFIX = {"drug": ["amab", "ocin", "atril", "ivane"], "disease": ["itis", "osis", "emia"], "sign": ["ax", "ule"]}
 TRAIN_TEMPLATES = {
@@ -59,7 +61,7 @@ HELDOUT_TEMPLATES = {  # sentences never seen in training: only the words carry 
     "sign": ["Nurses noted {w} on the second day.", "Without {w}, {d} is unlikely."],
 }
 ARMS = ("none", "usual", "qwenft", "qwenft_qv", "qwenft_frozen_rows", "qwenft_init_default", "qwenft_no_rows_lr",
-        "qwenft_init_gloss")
+        "qwenft_init_gloss", "qwenft_init_distill", "qwenft_init_adaptivocab", "qwenft_init_mean_subword")
 GLOSS = {"drug": "a medicine", "disease": "a disease", "sign": "a clinical sign"}  # what the kind honestly tells
 LEARNING_RATE, MAX_LENGTH = 3e-4, 128
 
@@ -125,6 +127,9 @@ def qwenft_overrides(arm: str, data_dir: Path) -> list[str]:
             "qwenft_init_default": ["tokenizer.init=default"],
             "qwenft_no_rows_lr": [f"tokenizer.rows_lr={LEARNING_RATE}"],
             "qwenft_init_gloss": ["tokenizer.init=description", f"tokenizer.words_file={data_dir / 'words_gloss.txt'}"],
+            "qwenft_init_distill": ["tokenizer.init=distill"],
+            "qwenft_init_adaptivocab": ["tokenizer.init=adaptivocab"],
+            "qwenft_init_mean_subword": ["tokenizer.init=mean_subword"],
             }[arm]
 
 
@@ -183,7 +188,8 @@ def score(model, tokenizer, data: dict) -> dict:  # noqa: ANN001
 
     stats = new_word_nll(model, tokenizer, data["heldout"], data["words"], max_length=MAX_LENGTH * 4)
     return {"new_word_nll": stats.new_word_nll, "bits_per_byte": stats.bits_per_byte,
-            "occurrences": stats.occurrences}
+            "occurrences": stats.occurrences, "first_new_word_nll": stats.first_new_word_nll,
+            "first_occurrences": stats.first_occurrences}
 
 
 def run_arm(arm: str, model: str, data: dict, steps: int, batch: int, seed: int) -> dict:
@@ -199,51 +205,61 @@ def run_arm(arm: str, model: str, data: dict, steps: int, batch: int, seed: int)
 
 
 def summarise(rows: list[dict]) -> dict[str, dict]:
+    """Per arm: mean [95 % CI] over seeds of the NLL at every occurrence and at first occurrences only (a word's
+    first occurrence in a held-out document cannot be copied from earlier in it), bits per byte, and the paired
+    (same seed) difference to qwenft's default. Rows from before first-occurrence scoring lack ``first_*``."""
     out: dict[str, dict] = {}
     for arm in dict.fromkeys(r["arm"] for r in rows):
-        vals = [r["new_word_nll"] for r in rows if r["arm"] == arm]
-        bpb = [r["bits_per_byte"] for r in rows if r["arm"] == arm]
-        secs = [r["seconds"] for r in rows if r["arm"] == arm]
-        out[arm] = {"new_word_nll": statistics.fmean(vals), "sd": statistics.stdev(vals) if len(vals) > 1 else 0.0,
-                    "bits_per_byte": statistics.fmean(bpb), "bpb_sd": statistics.stdev(bpb) if len(bpb) > 1 else 0.0,
-                    "seconds": statistics.fmean(secs), "seeds": len(vals)}
-    usual = out.get("usual", {}).get("new_word_nll")
-    for s in out.values():
-        s["vs_usual"] = s["new_word_nll"] / usual if usual else math.nan
+        rs = [r for r in rows if r["arm"] == arm]
+        first = [r["first_new_word_nll"] for r in rs if "first_new_word_nll" in r]
+        out[arm] = {"seeds": len(rs), "seconds": statistics.fmean(r["seconds"] for r in rs),
+                    "new_word_nll": mean_ci([r["new_word_nll"] for r in rs]),
+                    "first_new_word_nll": mean_ci(first) if first else None,
+                    "bits_per_byte": mean_ci([r["bits_per_byte"] for r in rs])}
+    for key in ("new_word_nll", "first_new_word_nll"):
+        usual = (out.get("usual") or {}).get(key)
+        for s in out.values():
+            s[f"{key}_vs_usual"] = s[key][0] / usual[0] if usual and s[key] else math.nan
     # paired by seed against qwenft's default: the seeds share data order and LoRA init, so the difference is
     # what the arm changes, with less of the seed-to-seed spread than two means
     ref = {r["seed"]: r for r in rows if r["arm"] == "qwenft"}
     for arm, s in out.items():
-        pairs = [(r["new_word_nll"] - ref[r["seed"]]["new_word_nll"], r["bits_per_byte"] - ref[r["seed"]]["bits_per_byte"])
-                 for r in rows if r["arm"] == arm and r["seed"] in ref]
+        pairs = [r for r in rows if r["arm"] == arm and r["seed"] in ref]
         s["paired_seeds"] = len(pairs)
-        s["d_nll"] = statistics.fmean(d for d, _ in pairs) if pairs else math.nan
-        s["d_nll_sd"] = statistics.stdev([d for d, _ in pairs]) if len(pairs) > 1 else 0.0
-        s["d_bpb"] = statistics.fmean(b for _, b in pairs) if pairs else math.nan
+        for key in ("new_word_nll", "first_new_word_nll", "bits_per_byte"):
+            d = [r[key] - ref[r["seed"]][key] for r in pairs if key in r and key in ref[r["seed"]]]
+            s[f"d_{key}"] = mean_ci(d) if d else None
     return out
 
 
 def markdown(summary: dict[str, dict], stamp: dict) -> str:
     commands = stamp.get("commands", [stamp["command"]])
+    first_n = stamp.get("first_occurrences")
     lines = [f"# New-word benchmark ({stamp['model']}, {stamp['steps']} steps x batch {stamp['batch']}, "
              f"seeds {stamp['seeds']})", "",
              " + ".join(f"`{c}`" for c in commands) + f" -- {stamp['machine']}, {stamp['date']}. Held-out new-word "
-             f"NLL in nats per occurrence ({stamp['occurrences']} occurrences of {len(stamp['words'])} invented words "
-             f"in {stamp['heldout_docs']} documents with unseen templates); lower is better. Wall time: the training "
-             "call only.", "",
-             "| arm | seeds | new-word NLL (mean ± sd) | × usual recipe | bits/byte (mean ± sd) | train s (mean) | "
-             "Δ NLL vs qwenft, same seed (mean ± sd) | Δ bits/byte vs qwenft |",
-             "|---|---|---|---|---|---|---|---|"]
-    def sd(value: float, n: int) -> str:  # one seed has no spread: say so rather than print ± 0.000
-        return f" ± {value:.3f}" if n > 1 else " (1 seed)"
+             f"NLL in nats per occurrence, lower is better: at the first occurrence of each word in each document "
+             f"({first_n or '?'} occurrences: nothing earlier in the text to copy) and at every occurrence "
+             f"({stamp['occurrences']}), of {len(stamp['words'])} invented words in {stamp['heldout_docs']} "
+             "documents with unseen templates. Mean [95 % CI] over seeds (t interval); Δ: paired by seed against "
+             "`qwenft`. Wall time: the training call only.", "",
+             "| arm | n seeds | first-occurrence NLL | × usual | every-occurrence NLL | × usual | bits/byte | "
+             "train s | Δ first-occurrence NLL vs qwenft | Δ bits/byte vs qwenft |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def cell(v: tuple | None, signed: bool = False) -> str:
+        if v is None:
+            return "n/a"
+        f = "{:+.3f}" if signed else "{:.3f}"
+        return f.format(v[0]) if math.isnan(v[1]) else f"{f.format(v[0])} [{f.format(v[1])}, {f.format(v[2])}]"
 
     for arm, s in summary.items():
-        paired = s.get("paired_seeds", 0)
-        delta = " | " if not paired or arm == "qwenft" else \
-            f"{s['d_nll']:+.3f}{sd(s['d_nll_sd'], paired)} | {s['d_bpb']:+.3f}"  # two cells, empty or not
-        lines.append(f"| {arm} | {s['seeds']} | {s['new_word_nll']:.3f}{sd(s['sd'], s['seeds'])} | "
-                     f"{s['vs_usual']:.2f} | {s['bits_per_byte']:.3f}{sd(s['bpb_sd'], s['seeds'])} | "
-                     f"{s['seconds']:.0f} | {delta} |")
+        paired = arm != "qwenft" and s.get("paired_seeds")
+        lines.append(f"| {arm} | {s['seeds']} | {cell(s['first_new_word_nll'])} | "
+                     f"{s['first_new_word_nll_vs_usual']:.2f} | {cell(s['new_word_nll'])} | "
+                     f"{s['new_word_nll_vs_usual']:.2f} | {cell(s['bits_per_byte'])} | {s['seconds']:.0f} | "
+                     f"{cell(s['d_first_new_word_nll'], True) if paired else ''} | "
+                     f"{cell(s['d_bits_per_byte'], True) if paired else ''} |")
     return "\n".join(lines) + "\n"
 
 
@@ -289,20 +305,21 @@ def main(argv: list[str] | None = None) -> dict:
     if args.combine:
         return combine(args.combine, out)
     data = write_data(out / "data", args.data_seed, args.train_docs, args.heldout_docs)
-    rows = []
-    for seed in args.seeds:
-        for arm in args.arms:
-            rows.append(run_arm(arm, args.model, data, args.steps, args.batch, seed))
-            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     from qwenft.train.runinfo import cpu_model
 
     stamp = {"command": "python -m experiments.newword_bench " + " ".join(argv if argv is not None else sys.argv[1:]),
              "machine": f"{cpu_model()} ({platform.machine()})", "date": datetime.date.today().isoformat(),
              "model": args.model, "steps": args.steps, "batch": args.batch, "seeds": args.seeds,
-             "words": data["words"], "heldout_docs": len(data["heldout"]), "occurrences": rows[0]["occurrences"]}
-    summary = summarise(rows)
-    (out / "results.json").write_text(json.dumps({"stamp": stamp, "rows": rows, "summary": summary}, indent=2))
-    (out / "RESULTS.md").write_text(markdown(summary, stamp))
+             "words": data["words"], "heldout_docs": len(data["heldout"])}
+    rows: list[dict] = []
+    for seed in args.seeds:
+        for arm in args.arms:
+            rows.append(run_arm(arm, args.model, data, args.steps, args.batch, seed))
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+            stamp |= {"occurrences": rows[0]["occurrences"], "first_occurrences": rows[0]["first_occurrences"]}
+            summary = summarise(rows)  # written after every arm: an interrupted run keeps what it finished
+            (out / "results.json").write_text(json.dumps({"stamp": stamp, "rows": rows, "summary": summary}, indent=2))
+            (out / "RESULTS.md").write_text(markdown(summary, stamp))
     print(markdown(summary, stamp))
     return {"stamp": stamp, "rows": rows, "summary": summary}
 

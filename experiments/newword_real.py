@@ -27,7 +27,6 @@ import datetime
 import gzip
 import hashlib
 import json
-import math
 import platform
 import random
 import re
@@ -36,6 +35,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from experiments.stats import fmt_ci
 
 MEDQUAD = Path(__file__).resolve().parents[2] / "shared" / "data" / "medquad.jsonl.gz"
 ARMS = ("pieces", "mean_subword", "adaptivocab", "distill")
@@ -131,7 +132,7 @@ def step0(arm: str, model_name: str, words: list[str], corpus: list[str], texts:
 
 
 def trained(arm: str, model_name: str, words: list[str], data_dir: Path, texts: dict, steps: int, batch: int,
-            seed: int) -> dict:
+            seed: int, max_length: int = 256) -> dict:
     from qwenft.config import compose
     from qwenft.train.loop import train
 
@@ -140,7 +141,7 @@ def trained(arm: str, model_name: str, words: list[str], data_dir: Path, texts: 
     with tempfile.TemporaryDirectory() as run_dir:
         cfg = compose("train", [
             f"model={model_name}", "data=text", f"data.train_path={data_dir / 'train.txt'}", f"data.batch_size={batch}",
-            "data.max_length=256", "logger=none", "callbacks=none", f"trainer.max_steps={steps}",
+            f"data.max_length={max_length}", "logger=none", "callbacks=none", f"trainer.max_steps={steps}",
             "validate_before=false", "optim.lr=3e-4", "export.enabled=false", f"seed={seed}",
             f"paths.output_dir={run_dir}", *over])
         handles: dict = {}
@@ -151,21 +152,15 @@ def trained(arm: str, model_name: str, words: list[str], data_dir: Path, texts: 
                 **score(handles["module"].model, handles["tokenizer"], texts, words)}
 
 
-def mean_ci(values: list[float]) -> str:
-    """mean [95 % CI] over seeds (t interval), or the value alone for one seed."""
-    if len(values) == 1:
-        return f"{values[0]:.3f}"
-    m, sd = statistics.fmean(values), statistics.stdev(values)
-    t = {2: 12.71, 3: 4.30, 4: 3.18, 5: 2.78}.get(len(values), 2.0)
-    return f"{m:.3f} [{m - t * sd / math.sqrt(len(values)):.3f}, {m + t * sd / math.sqrt(len(values)):.3f}]"
-
-
 def table(rows: list[dict], title: str) -> list[str]:
+    """Mean [95 % CI] over seeds; the deltas are paired by seed against the ``pieces`` arm."""
     lines = [f"### {title}", "", "| words | form | arm | n seeds | new-word NLL | Δ vs pieces | bits/byte | "
              "Δ bits/byte vs pieces (%) | tokens/text |", "|---|---|---|---|---|---|---|---|---|"]
     keys = sorted({(r["words"], f) for r in rows for f in ("plain", "qa")})
     for wset, form in keys:
         ref = {r["seed"]: r[form] for r in rows if r["words"] == wset and r["arm"] == "pieces"}
+        if ref and all(r["steps"] == 0 for r in rows):  # untrained pieces do not depend on the seed
+            ref = {r["seed"]: next(iter(ref.values())) for r in rows} | ref
         for arm in dict.fromkeys(r["arm"] for r in rows):
             rs = [r for r in rows if r["words"] == wset and r["arm"] == arm]
             if not rs:
@@ -174,9 +169,9 @@ def table(rows: list[dict], title: str) -> list[str]:
             bpb = [r[form]["bits_per_byte"] for r in rs]
             d = [r[form]["new_word_nll"] - ref[r["seed"]]["new_word_nll"] for r in rs if r["seed"] in ref]
             db = [100 * (r[form]["bits_per_byte"] / ref[r["seed"]]["bits_per_byte"] - 1) for r in rs if r["seed"] in ref]
-            lines.append(f"| {wset} | {form} | {arm} | {len(rs)} | {mean_ci(nll)} | "
-                         f"{mean_ci(d) if d and arm != 'pieces' else ''} | {mean_ci(bpb)} | "
-                         f"{mean_ci(db) if db and arm != 'pieces' else ''} | "
+            lines.append(f"| {wset} | {form} | {arm} | {len(rs)} | {fmt_ci(nll)} | "
+                         f"{fmt_ci(d, signed=True) if d and arm != 'pieces' else ''} | {fmt_ci(bpb)} | "
+                         f"{fmt_ci(db, signed=True) if db and arm != 'pieces' else ''} | "
                          f"{statistics.fmean(r[form]['tokens_per_text'] for r in rs):.1f} |")
     return lines + [""]
 
@@ -189,6 +184,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--steps", type=int, default=0, help="0: step 0 only")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--max-length", type=int, default=256, help="training window (tokens); 2-core CPUs: 64")
     ap.add_argument("--out", default="experiments/results/newword_real")
     args = ap.parse_args(argv)
     out = Path(args.out)
@@ -215,9 +211,12 @@ def main(argv: list[str] | None = None) -> dict:
                 for steps in ([0] if args.steps == 0 else [0, args.steps]):
                     if (wset, arm, seed, steps) in have:
                         continue
+                    if steps == 0 and arm != "distill" and seed != args.seeds[0]:
+                        continue  # pieces / mean_subword / adaptivocab rows do not depend on the seed
                     row = step0(arm, args.model, words, corpus, texts, seed) if steps == 0 else \
-                        trained(arm, args.model, words, data_dir, texts, steps, args.batch, seed)
-                    row.update(words=wset, steps=steps)
+                        trained(arm, args.model, words, data_dir, texts, steps, args.batch, seed,
+                                args.max_length)
+                    row.update(words=wset, steps=steps, **({"max_length": args.max_length} if steps else {}))
                     done["rows"].append(row)
                     results_path.write_text(json.dumps(done, indent=1))  # resumable: a crash keeps what is done
                     print(json.dumps({k: v for k, v in row.items() if k not in ("plain", "qa")}
@@ -233,7 +232,10 @@ def main(argv: list[str] | None = None) -> dict:
     md = [f"# Real words, real text ({args.model})", "", "Commands: " + "; ".join(
         f"`{s['command']}` ({s['machine']}, {s['date']})" for s in done["stamps"]), ""]
     for steps in sorted({r["steps"] for r in done["rows"]}):
-        md += table([r for r in done["rows"] if r["steps"] == steps], f"step {steps}")
+        rows = [r for r in done["rows"] if r["steps"] == steps]
+        windows = sorted({r.get("max_length", 256) for r in rows}) if steps else []
+        md += table(rows, f"step {steps}" + (f" (batch {args.batch}, windows of {', '.join(map(str, windows))} "
+                                             "tokens)" if windows else ""))
     (out / "RESULTS.md").write_text("\n".join(md))
     print("\n".join(md))
     return done

@@ -34,7 +34,10 @@ def test_bench_runs_the_arms_on_tiny(tmp_path):
     # a random tiny model is close to uniform: k pieces cost about k x ln(rows), one token about ln(rows)
     assert rows["none"]["new_word_nll"] > 2 * rows["qwenft"]["new_word_nll"]
     saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["summary"]["usual"]["vs_usual"] == 1.0 and (tmp_path / "RESULTS.md").exists()
+    assert saved["summary"]["usual"]["new_word_nll_vs_usual"] == 1.0 and (tmp_path / "RESULTS.md").exists()
+    # the first occurrence of a word in a document has nothing to copy: fewer of them than occurrences, each scored
+    assert 0 < rows["none"]["first_occurrences"] < rows["none"]["occurrences"]
+    assert all(math.isfinite(r["first_new_word_nll"]) for r in rows.values())
     assert (tmp_path / "data" / "heldout.txt").read_text().count("\n") == 4
 
 
@@ -56,10 +59,11 @@ def test_combine_merges_runs_of_the_same_benchmark_and_refuses_others(tmp_path):
     a = run("a", [row("usual", 0, 10.0), row("qwenft", 0, 4.0)])
     b = run("b", [row("usual", 1, 12.0), row("qwenft", 1, 2.0)])
     out = combine([a, b], tmp_path / "both")
-    assert out["summary"]["usual"]["seeds"] == 2 and out["summary"]["usual"]["new_word_nll"] == 11.0
-    assert out["summary"]["qwenft"]["vs_usual"] == pytest.approx(3.0 / 11.0)
-    assert out["summary"]["usual"]["d_nll"] == pytest.approx(8.0) and out["summary"]["usual"]["d_nll_sd"] == \
-        pytest.approx(math.sqrt(8.0))  # paired by seed: 6 and 10
+    assert out["summary"]["usual"]["seeds"] == 2 and out["summary"]["usual"]["new_word_nll"][0] == 11.0
+    assert out["summary"]["qwenft"]["new_word_nll_vs_usual"] == pytest.approx(3.0 / 11.0)
+    assert out["summary"]["qwenft"]["first_new_word_nll"] is None  # rows scored before first occurrences existed
+    # paired by seed: 6 and 10, mean 8, t interval 8 ± 12.706 x sd 2.83 / sqrt 2
+    assert out["summary"]["usual"]["d_new_word_nll"] == pytest.approx((8.0, 8.0 - 25.412, 8.0 + 25.412), abs=1e-3)
     md = (tmp_path / "both" / "RESULTS.md").read_text()
     assert "experiments.newword_bench a" in md and "experiments.newword_bench b" in md
     with pytest.raises(SystemExit, match="not the same benchmark"):

@@ -51,6 +51,11 @@ def test_word_nll_sums_the_pieces_before_and_is_one_token_after():
     assert math.isclose(before.bits_per_byte, n_before * ln_v / math.log(2) / before.text_bytes, rel_tol=1e-5)
     assert math.isclose(after.bits_per_byte, n_after * ln_v / math.log(2) / after.text_bytes, rel_tol=1e-5)
     assert after.per_word["neurogenix"][1] == 3 and after.per_word["mediventricular"][1] == 1
+    # first occurrences: a word's second "neurogenix" in the first text could be copied, so it is not one of them
+    assert before.first_occurrences == after.first_occurrences == 3
+    assert math.isclose(after.first_new_word_nll, ln_v, rel_tol=1e-5)
+    first_pieces = len(base_tok(" neurogenix").input_ids)  # the first text's first occurrence follows a space
+    assert before.first_word_nll > after.first_word_nll and first_pieces > 1
 
 
 def test_metric_accumulates_like_the_function_over_batches():

@@ -35,10 +35,18 @@ class WordNLLStats:
     text_nll: float = 0.0  # summed over every token of every text, nats
     text_bytes: int = 0
     per_word: dict[str, list[float]] = field(default_factory=dict)  # word -> [nll sum, count]
+    first_word_nll: float = 0.0  # the first occurrence of each word in each text only: nothing to copy from
+    first_occurrences: int = 0
 
     @property
     def new_word_nll(self) -> float:
         return self.word_nll / self.occurrences if self.occurrences else float("nan")
+
+    @property
+    def first_new_word_nll(self) -> float:
+        """NLL per *first* occurrence (of a word, in a text): what a model has learned about the word rather than
+        what it can copy from earlier in the same text."""
+        return self.first_word_nll / self.first_occurrences if self.first_occurrences else float("nan")
 
     @property
     def new_word_ppl(self) -> float:
@@ -112,6 +120,7 @@ def new_word_nll(
             stats.text_bytes += len(text.encode("utf-8")) if e.input_ids else 0
             if pattern is None:
                 continue
+            seen: set[str] = set()
             for m in pattern.finditer(text):
                 s, t = m.span()
                 hit = [k for k, (a, b) in enumerate(e.offset_mapping) if a < t and b > s]
@@ -121,6 +130,10 @@ def new_word_nll(
                 acc = stats.per_word.setdefault(m.group(0), [0.0, 0])
                 acc[0] += value
                 acc[1] += 1
+                if m.group(0).lower() not in seen:
+                    seen.add(m.group(0).lower())
+                    stats.first_word_nll += value
+                    stats.first_occurrences += 1
     finally:
         model.train(was_training)
     return stats
