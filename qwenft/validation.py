@@ -269,6 +269,7 @@ TOKENIZER = {
     "tokenizer.discover.max_words": Int(1, 10**6),
     "tokenizer.discover.min_length": Int(1, 1000),
     "tokenizer.capitalized": BOOL,
+    "tokenizer.drop_worse": BOOL,
     "tokenizer.init": Enum("distill", "mean_subword", "adaptivocab", "description", "default", "random"),
     "tokenizer.distill.snippets_per_word": Int(1, 100000),
     "tokenizer.distill.chars_before": Int(0, 100000),

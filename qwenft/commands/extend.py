@@ -6,9 +6,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from qwenft.data.text import read_texts
-from qwenft.metrics.newword import new_word_nll, per_word_rows
-from qwenft.tokenizer.extend import distill_settings, extend_model, save_extended, words_from_config
-from qwenft.tokenizer.vocab import normalise_words, plan_forms, words_with_new_tokens
+from qwenft.tokenizer.extend import distill_settings, save_extended, words_from_config
+from qwenft.tokenizer.vocab import normalise_words
+from qwenft.tokenizer.word_report import extend_reported
 
 
 def run(cfg: DictConfig) -> dict:
@@ -17,21 +17,20 @@ def run(cfg: DictConfig) -> dict:
     from rich.table import Table
 
     words, glosses = words_from_config(cfg.tokenizer)
-    requested = normalise_words(words, cfg.tokenizer.capitalized)[0]  # bad words fail before the model loads
+    normalise_words(words, cfg.tokenizer.capitalized)  # bad words fail before the model loads
     held_out = read_texts(cfg.eval_text) if cfg.get("eval_text") else []
     corpus = read_texts(cfg.corpus) if cfg.get("corpus") else []
     loaded = instantiate(cfg.model)
-    # the same words before and after: those that get a new token (a kept word's numbers would not move);
     # "before" is scored first, while the model's spare rows still hold their original values
-    scored = words_with_new_tokens(plan_forms(loaded.tokenizer, requested))
-    before = new_word_nll(loaded.model, loaded.tokenizer, held_out, scored) if held_out and scored else None
-    ext = extend_model(loaded.model, loaded.tokenizer, words, init=cfg.tokenizer.init, glosses=glosses,
-                       capitalized=cfg.tokenizer.capitalized, seed=cfg.seed, texts=corpus,
-                       distill=distill_settings(cfg.tokenizer, cfg.seed))
-    after = new_word_nll(loaded.model, ext.tokenizer, held_out, ext.words) if held_out else None
-    per_word = per_word_rows(before, after) if before and after else []
+    loaded, ext, report = extend_reported(
+        loaded, lambda: instantiate(cfg.model), words, held_out, drop_worse=bool(cfg.tokenizer.drop_worse),
+        init=cfg.tokenizer.init, glosses=glosses, capitalized=cfg.tokenizer.capitalized, seed=cfg.seed,
+        texts=corpus, distill=distill_settings(cfg.tokenizer, cfg.seed))
+    before, after = (report.before, report.after) if report else (None, None)
+    per_word = report.per_word if report else []
     metrics = {"zero_shot_before": before.as_dict() if before else None,
-               "zero_shot_after_init": after.as_dict() if after else None, "per_word": per_word}
+               "zero_shot_after_init": after.as_dict() if after else None, "per_word": per_word,
+               "dropped": report.dropped if report else []}
     out = save_extended(loaded.model, ext, cfg.out, extra={"base_model": loaded.name, "metrics": metrics})
 
     console = Console(width=max(Console().width, 150))  # the reasons need room; piped output is 80 wide
@@ -57,9 +56,9 @@ def run(cfg: DictConfig) -> dict:
         console.print(words_table)
         if len(per_word) > 40:
             console.print(f"... {len(per_word) - 40} more words in {out}/qwenft_vocab.json (\"metrics\".\"per_word\")")
-    if before and after:
-        console.print(
-            f"zero-shot new-word NLL over {after.occurrences} occurrences: "
-            f"{before.new_word_nll:.3f} (original pieces) -> {after.new_word_nll:.3f} (after {ext.init} init); "
-            f"bits/byte {before.bits_per_byte:.4f} -> {after.bits_per_byte:.4f}")
+    if report:
+        if report.dropped:
+            console.print(f"tokenizer.drop_worse: left out {len(report.dropped)} words whose token was worse than "
+                          f"their pieces: {', '.join(report.dropped)}")
+        console.print(report.summary(ext.init))
     return metrics

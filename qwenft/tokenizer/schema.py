@@ -46,6 +46,7 @@ class TokenizerConfig:
     discover: Any = None  # {min_count, max_words} or null
     capitalized: bool = False
     init: Init = Init.mean_subword
+    drop_worse: bool = False  # leave out words whose token is worse than their pieces at step 0 (word_report.py)
     distill: DistillConfig = field(default_factory=DistillConfig)
     trainable_rows: TrainableRows = TrainableRows.new_rows
     rows_lr: float = 1e-3

@@ -36,7 +36,8 @@ class Heldout:
         return {"source": self.source, "texts": len(scored), "new_word_occurrences": occurrences(scored, words)}
 
 
-def heldout_texts(cfg: DictConfig, train_texts: list[str], val_texts: list[str] | None, read_texts) -> Heldout:
+def heldout_texts(cfg: DictConfig, train_texts: list[str], val_texts: list[str] | None, read_texts,
+                  warn: bool = True) -> Heldout:
     """``data.heldout_text`` if set, else the validation split, else the first training texts, with a warning:
     numbers named ``val/...`` computed on text the model trains on are not held-out numbers."""
     path = cfg.data.get("heldout_text")
@@ -44,11 +45,20 @@ def heldout_texts(cfg: DictConfig, train_texts: list[str], val_texts: list[str] 
         return Heldout(read_texts(path, unit=cfg.data.get("text_unit", "line")), f"data.heldout_text={path}")
     if val_texts is not None:
         return Heldout(list(val_texts), "validation split")
-    log.warning("no validation split: no validation runs, no best checkpoint is kept, and the new-word metrics "
-                "reported as val/* are computed on the first %d training texts (not held out); set data.val_path= "
-                "or data.heldout_text= for held-out numbers", TRAIN_TEXTS)
+    if warn:
+        log.warning("no validation split: no validation runs, no best checkpoint is kept, and the new-word metrics "
+                    "reported as val/* are computed on the first %d training texts (not held out); set "
+                    "data.val_path= or data.heldout_text= for held-out numbers", TRAIN_TEXTS)
     return Heldout(list(train_texts[:TRAIN_TEXTS]), f"training texts (first {TRAIN_TEXTS}; no validation split)",
                    from_training=True)
+
+
+def zero_shot_texts(cfg: DictConfig, train_texts: list[str], val_texts: list[str] | None, read_texts) -> Heldout:
+    """What the step-0 per-word report scores, before the data is formatted: the same choice of text as the
+    new-word metrics, as many texts as they score (``TRAIN_TEXTS`` when they are off)."""
+    chosen = heldout_texts(cfg, train_texts, val_texts, read_texts, warn=False)
+    chosen.texts = chosen.texts[: new_word_metrics_texts(cfg) or TRAIN_TEXTS]
+    return chosen
 
 
 def occurrences(texts: list[str], words: list[str]) -> int:

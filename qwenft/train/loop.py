@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import signal
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -26,7 +27,8 @@ from qwenft.data.packing import row_length
 from qwenft.data.text import read_texts
 from qwenft.errors import Interrupted, OutputError, UserError
 from qwenft.tokenizer.discover import discover_words
-from qwenft.tokenizer.extend import distill_settings, extend_model, read_words_file, words_from_config
+from qwenft.tokenizer.extend import distill_settings, read_words_file, words_from_config
+from qwenft.tokenizer.word_report import extend_reported
 from qwenft.train import preflight, rundir
 from qwenft.train.callbacks import NewWordMetrics, SaveOnSignal, ValidateOnResume, validation_due
 from qwenft.train.checkpoint_io import load_checkpoint_file
@@ -38,6 +40,7 @@ from qwenft.train.heldout import (
     heldout_texts,
     monitor_fallback,
     new_word_metrics_texts,
+    zero_shot_texts,
 )
 from qwenft.train.identity import RunIdentity, check_export_identity, check_resume_shape, checkpoint_shape
 from qwenft.train.module import QwenFTModule
@@ -122,15 +125,18 @@ def check_resume_tensors(saved: dict[str, tuple], state: dict, ckpt: Path) -> No
                         "resume with the settings the checkpoint was trained with")
 
 
-def extend_vocabulary(cfg: DictConfig, loaded, train_texts: list[str]):
-    """Add the configured (or discovered) words; returns ``(tokenizer, new_ids, words, manifest)``."""
+def extend_vocabulary(cfg: DictConfig, loaded, train_texts: list[str], report_texts: Sequence[str] = (),
+                      exclude: Sequence[str] = ()):
+    """Add the configured (or discovered) words, less ``exclude`` (words an earlier ``drop_worse`` left out);
+    ``report_texts``: held-out text for the step-0 per-word report (``qwenft.tokenizer.word_report``).
+    Returns ``(loaded, tokenizer, new_ids, words, manifest)``: ``loaded`` is a fresh load when words were dropped."""
     if not cfg.tokenizer.extend:
         words = read_words_file(cfg.eval_words_file)[0] if cfg.get("eval_words_file") else []
         given = [k for k in ("words", "words_file", "discover") if cfg.tokenizer.get(k)]
         if given:  # validation refuses them without eval_words_file; with it, they are ignored: say so
             log.warning("tokenizer=none: tokenizer.%s is ignored (no extension); the words scored are those of "
                         "eval_words_file=%s", given[0], cfg.eval_words_file)
-        return loaded.tokenizer, [], words, None  # ablations: the words are still scored, as their old pieces
+        return loaded, loaded.tokenizer, [], words, None  # ablations: the words are still scored, as their pieces
     if cfg.tokenizer.discover:
         found = discover_words(train_texts, loaded.tokenizer, **cfg.tokenizer.discover)
         words, glosses = [c.word for c in found], {}
@@ -142,12 +148,21 @@ def extend_vocabulary(cfg: DictConfig, loaded, train_texts: list[str]):
         log.info("discovered %d words in the training data: %s", len(words), ", ".join(words[:20]))
     else:
         words, glosses = words_from_config(cfg.tokenizer)
-    ext = extend_model(loaded.model, loaded.tokenizer, words, init=cfg.tokenizer.init, glosses=glosses,
-                       capitalized=cfg.tokenizer.capitalized, seed=cfg.seed, texts=train_texts,
-                       distill=distill_settings(cfg.tokenizer, cfg.seed))
+    words = [w for w in words if w not in set(exclude)]
+    loaded, ext, report = extend_reported(
+        loaded, lambda: instantiate(cfg.model), words, report_texts,
+        drop_worse=bool(cfg.tokenizer.get("drop_worse", False)), init=cfg.tokenizer.init, glosses=glosses,
+        capitalized=cfg.tokenizer.capitalized, seed=cfg.seed, texts=train_texts,
+        distill=distill_settings(cfg.tokenizer, cfg.seed))
     log.info("vocabulary: %d new tokens for %d words; per form (also in qwenft_vocab.json \"forms\"):\n  %s",
              len(ext.new_ids), len(ext.words), "\n  ".join(ext.report_lines()))
-    return ext.tokenizer, ext.new_ids, ext.words, ext.manifest()
+    manifest = ext.manifest()
+    if report is not None:
+        log.info("%s; per word, worst first (also in run_info.json \"words_report\"):\n  %s", report.summary(ext.init),
+                 "\n  ".join(f"{r['word']}: {r['occurrences']} x, pieces {r['nll_pieces']:.2f} -> token "
+                              f"{r['nll_new']:.2f} ({r['delta']:+.2f} nats)" for r in report.per_word[:30]))
+        manifest["words_report"] = report.as_dict()
+    return loaded, ext.tokenizer, ext.new_ids, ext.words, manifest
 
 
 def wrap_model(cfg: DictConfig, model, new_ids: list[int]):
@@ -286,7 +301,10 @@ def _train(cfg: DictConfig, run_dir: Path, handles: dict | None) -> dict:
     strategy = cfg.strategy.name
 
     loaded = instantiate(cfg.model)
-    tokenizer, new_ids, words, manifest = extend_vocabulary(cfg, loaded, split_texts(sources["train"], strategy))
+    train_texts = split_texts(sources["train"], strategy)
+    report_texts = zero_shot_texts(cfg, train_texts, split_texts(sources["val"], strategy) if "val" in sources
+                                   else None, read_texts).texts
+    loaded, tokenizer, new_ids, words, manifest = extend_vocabulary(cfg, loaded, train_texts, report_texts)
     if resumed is not None:  # refused here, before this run writes anything into the old run's dir
         check_resume_tokenizer(resumed, ckpt, tokenizer)
         del resumed
@@ -331,7 +349,8 @@ def _train(cfg: DictConfig, run_dir: Path, handles: dict | None) -> dict:
                 new_tokens=len(new_ids), world_size=trainer.world_size,
                 data={"train": train_set.stats, **({"val": val_set.stats} if val_set else {}),
                       **({"test": test_set.stats} if test_set else {})},
-                heldout=heldout.record(words, new_word_metrics_texts(cfg)), monitors=monitors)
+                heldout=heldout.record(words, new_word_metrics_texts(cfg)), monitors=monitors,
+                words_report=(manifest or {}).get("words_report"))
     if trainer.global_rank == 0:
         atomic_write_text(run_dir / "run_info.json", json.dumps(info, indent=2))
         atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
@@ -460,7 +479,11 @@ def _export_run(run_dir: Path, ckpt: Path, checkpoint: str, push_to_hub: bool | 
         log.info("run dir: %s (left by an interrupted process)", note)
     sources = load_splits(cfg.data)
     loaded = instantiate(cfg.model)
-    tokenizer, new_ids, words, manifest = extend_vocabulary(cfg, loaded, split_texts(sources["train"], cfg.strategy.name))
+    dropped = ((info.get("words_report") or {}).get("dropped") or []) if isinstance(info, dict) else []
+    loaded, tokenizer, new_ids, words, manifest = extend_vocabulary(  # the words the run trained, no re-scoring
+        cfg, loaded, split_texts(sources["train"], cfg.strategy.name), exclude=dropped)
+    if manifest is not None and info.get("words_report"):
+        manifest["words_report"] = info["words_report"]  # the step-0 report travels with the exported model
     saved = state.get("qwenft_tokenizer_sha256")
     if saved is not None and saved != tokenizer_sha256(tokenizer):
         raise UserError(f"{ckpt}: trained with another tokenizer than this run's config rebuilds (data or words "
