@@ -24,7 +24,8 @@ from qwenft.clinical.evaluate import (
 )
 from qwenft.clinical.parse import Parsed
 from qwenft.clinical.pool_rerank import PoolRerank
-from qwenft.clinical.strategies import Decomposition, HyDE, MultiQuery, StepBack, WholePrompt, answer
+from qwenft.clinical.stages import answer
+from qwenft.clinical.strategies import Decomposition, HyDE, MultiQuery, StepBack, WholePrompt
 from qwenft.config import compose, conf_dir
 from qwenft.data.datamodule import DEMO_DIR
 from qwenft.errors import UserError

@@ -15,14 +15,14 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 import qwenft  # noqa: F401 - ${demo:} resolver
-import qwenft.clinical.strategies as strategies_mod
+import qwenft.clinical.stages as stages_mod
 from qwenft.clinical.generate import MIN_SHARED_PREFIX, generate_batch, shared_prefix_length
 from qwenft.clinical.parse import Parsed, parse_prompt
+from qwenft.clinical.stages import answer
 from qwenft.clinical.strategies import (
     HyDE,
     MultiQuery,
     StepBack,
-    answer,
     docs_per_query,
 )
 from qwenft.config import conf_dir
@@ -102,8 +102,8 @@ def test_rewrite_parsing_is_deterministic():
 
 def test_no_retriever_skips_rewrites_and_uses_one_call(loaded, monkeypatch):
     calls = []
-    real = strategies_mod.generate_batch
-    monkeypatch.setattr(strategies_mod, "generate_batch", lambda *a, **kw: calls.append(a[2]) or real(*a, **kw))
+    real = stages_mod.generate_batch
+    monkeypatch.setattr(stages_mod, "generate_batch", lambda *a, **kw: calls.append(a[2]) or real(*a, **kw))
     resp, trace = answer(parse_prompt(PROMPT), load("rag_fusion"), loaded.model, loaded.tokenizer, True, None,
                          k=2, gen=GEN)
     assert len(calls) == 1 and len(calls[0]) == len(REC["questions"]) + 1
@@ -171,8 +171,8 @@ def test_shared_prefix_length_leaves_every_row_a_token():
 
 def test_training_examples_match_inference_prompts(loaded, monkeypatch):
     seen = []
-    real = strategies_mod.generate_batch
-    monkeypatch.setattr(strategies_mod, "generate_batch", lambda *a, **kw: seen.extend(a[2]) or real(*a, **kw))
+    real = stages_mod.generate_batch
+    monkeypatch.setattr(stages_mod, "generate_batch", lambda *a, **kw: seen.extend(a[2]) or real(*a, **kw))
     parsed = Parsed(REC["scenario"], REC["questions"])
     for name in ("whole_prompt", "decomposition"):
         seen.clear()

@@ -13,7 +13,7 @@ import qwenft  # noqa: F401 - ${demo:} resolver
 from qwenft.clinical.evaluate import HEADERS, PredictionCache, evaluate, load_strategy, retrieve_only
 from qwenft.clinical.parse import Parsed
 from qwenft.clinical.pool_rerank import PoolRerank
-from qwenft.clinical.strategies import answer
+from qwenft.clinical.stages import answer
 from qwenft.config import compose
 from qwenft.data.datamodule import DEMO_DIR
 from qwenft.errors import UserError

@@ -25,7 +25,8 @@ from vllm_assets import require_vllm
 from qwenft.clinical.engines import EngineChoice, HFEngine, open_engine, resolve
 from qwenft.clinical.generate import GenerationSettings
 from qwenft.clinical.parse import Parsed
-from qwenft.clinical.strategies import Decomposition, WholePrompt, answer
+from qwenft.clinical.stages import answer
+from qwenft.clinical.strategies import Decomposition, WholePrompt
 from qwenft.config import compose
 from qwenft.data.datamodule import DEMO_DIR
 from qwenft.errors import UserError

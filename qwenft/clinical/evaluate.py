@@ -53,7 +53,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from qwenft.clinical.output import Answer, Response
 from qwenft.clinical.parse import Parsed
-from qwenft.clinical.strategies import BUDGETS, Strategy, answer
+from qwenft.clinical.stages import answer
+from qwenft.clinical.strategies import BUDGETS, Strategy
 from qwenft.config import conf_dir
 from qwenft.errors import UserError
 from qwenft.metrics.bootstrap import Estimate, bootstrap_mean, paired_difference
@@ -182,8 +183,7 @@ def batched_retrieval(records: list[dict], strategy: Strategy, loaded, retriever
     """``answers=false`` for a strategy whose queries the model writes: the rewrites of ``batch`` prompts in one
     generate call (``stages.run_stage``), then each prompt's retrieval; yields the cache entries in record order.
     A prompt's seconds are its share of its chunk's time."""
-    from qwenft.clinical.stages import PromptRun, run_stage
-    from qwenft.clinical.strategies import generator
+    from qwenft.clinical.stages import PromptRun, generator, run_stage
 
     generate = generator(loaded.model, loaded.tokenizer, loaded.instruct, gen)
     for start in range(0, len(records), batch):

@@ -20,7 +20,7 @@ It needs no model for retrieval (no rewrites) and works with any retriever (BM25
 ``search``. Two retrieval passes per question (pool + own ranking) is its cost.
 
 It answers a prompt itself (:meth:`PoolRerank.answer_prompt`), which ``qwenft evaluate`` calls; the generic
-``qwenft.clinical.strategies.answer`` has no hook for a prompt-level pool, so with a retriever it refuses this
+``qwenft.clinical.stages.answer`` has no hook for a prompt-level pool, so with a retriever it refuses this
 strategy with a clear error instead of silently running ``decomposition`` (without one -- the training
 callback -- there is no pool to build and it is ``decomposition``).
 """
@@ -32,7 +32,8 @@ from dataclasses import dataclass
 
 from qwenft.clinical.output import Response
 from qwenft.clinical.parse import Parsed
-from qwenft.clinical.strategies import BUDGETS, Decomposition, Strategy, answer
+from qwenft.clinical.stages import answer
+from qwenft.clinical.strategies import BUDGETS, Decomposition, Strategy, rerank_pool
 from qwenft.errors import UserError
 
 MODES = ("question", "rrf")
@@ -81,13 +82,7 @@ class PoolRerank(Strategy):
 
     def rerank(self, pool: list[str], ranking: list[str]) -> list[str]:
         """The pool in this question's order (module docstring, step 2)."""
-        q_rank = {d: r for r, d in enumerate(ranking)}
-        p_rank = {d: r for r, d in enumerate(pool)}
-        if self.mode == "rrf":
-            def score(d: str) -> float:
-                return 1 / (self.rrf_k + p_rank[d] + 1) + (1 / (self.rrf_k + q_rank[d] + 1) if d in q_rank else 0.0)
-            return sorted(pool, key=lambda d: (-score(d), p_rank[d]))
-        return sorted(pool, key=lambda d: (q_rank.get(d, len(ranking)), p_rank[d]))
+        return rerank_pool(pool, ranking, self.mode, self.rrf_k)
 
     def retrieve(self, parsed: Parsed, retriever, k: int, budget: str = "per_question") -> dict:
         """Retrieval alone: the pool, each question's query and its k documents (a trace like ``answer``'s)."""

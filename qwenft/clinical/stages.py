@@ -1,7 +1,7 @@
 """One prompt answered in stages -- query rewrites, retrieval, generation -- so that each stage of MANY prompts
 can go to the engine in one batched call.
 
-``strategies.answer`` runs the stages of one prompt (at most two ``generate`` calls: its rewrites, then its
+``answer`` (below) runs the stages of one prompt (at most two ``generate`` calls: its rewrites, then its
 summary and answers). ``qwenft evaluate answers=false`` runs the rewrite stage of a whole chunk of prompts in one
 call (``rewrite_batch`` prompts): on a CPU a batch of rows decodes in little more time than one row, and vLLM
 schedules the whole chunk at once.
@@ -18,12 +18,15 @@ and including its end marker), as the engine reports them.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from qwenft.clinical.engine_base import Engine
+from qwenft.clinical.generate import GenerationSettings, generate_batch
 from qwenft.clinical.output import Answer, Response, parse_response
 from qwenft.clinical.parse import Parsed
-from qwenft.clinical.strategies import Generate, Strategy, docs_per_query, whole_query
+from qwenft.clinical.strategies import Generate, Strategy, docs_per_query, rerank_pool, whole_query
 from qwenft.data.prompts import format_context, question_prompt, summary_prompt, whole_prompt
 from qwenft.retrieval.fusion import interleave
 
@@ -38,7 +41,7 @@ class Request:
 
 class PromptRun:
     """One prompt of one strategy: ``rewrite_requests`` -> ``retrieve(rewrites)`` -> ``answer_requests`` ->
-    ``finish(texts)``. ``trace`` is what ``strategies.answer`` returns beside the response."""
+    ``finish(texts)``. ``trace`` is what ``answer`` returns beside the response."""
 
     def __init__(self, parsed: Parsed, strategy: Strategy, retriever, k: int, budget: str = "per_question",
                  max_new_tokens: int = 64) -> None:
@@ -107,17 +110,15 @@ class PromptRun:
     def _rerank(self, pool: list[str]) -> list[list[str]]:
         """Prompt scope, per-question layout: the pool in each question's own order, its first k (the question
         alone is its query: every pool document is already about the scenario -- ``pool_rerank``)."""
-        from qwenft.clinical.pool_rerank import PoolRerank
-
         s = self.strategy
         if not self.searching or self.k <= 0:
             return [[] for _ in self.questions]
-        ranker = PoolRerank(mode=s.rerank_mode, depth=s.rerank_depth, rrf_k=s.rrf_k)
         out = []
         for i, question in enumerate(self.questions):
-            query = ranker.original_query(self.scenario, question)
+            query = " ".join(question.split())
             self.trace["queries"][i] = [*self.trace["queries"][i], query]
-            out.append(ranker.rerank(pool, self.retriever.search(query, ranker.depth))[: self.k])
+            ranking = self.retriever.search(query, s.rerank_depth)
+            out.append(rerank_pool(pool, ranking, s.rerank_mode, s.rrf_k)[: self.k])
         return out
 
     # ----------------------------------------------------------------------------------------- generation
@@ -174,3 +175,33 @@ def run_stage(runs: list[PromptRun], requests_of: Callable[[PromptRun], list[Req
         for i in sorted({i for i, _ in where}):
             runs[i].trace["generate_calls"] += 1
     return outs
+
+
+def generator(model, tokenizer, instruct: bool, gen: dict | None) -> Generate:  # noqa: ANN001
+    """The batched generate function of ``model``: an :class:`Engine` (``complete``) or a transformers model."""
+    settings = GenerationSettings.from_dict(gen)
+
+    def generate(prompts: list[str], max_new_tokens: int, counts: list) -> list[str]:
+        step = dataclasses.replace(settings, max_new_tokens=max_new_tokens)
+        if isinstance(model, Engine):
+            return model.complete(prompts, step, counts=counts)
+        return generate_batch(model, tokenizer, prompts, instruct, **vars(step), counts=counts)
+
+    return generate
+
+
+def answer(parsed: Parsed, strategy: Strategy, model, tokenizer, instruct: bool, retriever=None, k: int = 3,
+           budget: str = "per_question", gen: dict | None = None) -> tuple[Response, dict]:
+    """Answer one parsed prompt; returns the response and a trace of what was asked and retrieved.
+
+    ``model`` is a transformers model (batched ``generate``) or an :class:`~qwenft.clinical.engines.Engine`
+    (``engine.model``: vLLM's, or the HF engine's own model). The trace holds ``queries`` and ``retrieved`` per
+    question (for recall@k / MRR), the prompt's ``pool`` (every document it retrieved, in order), the model's
+    ``rewrites``, ``format_valid`` (whether a whole response had the expected shape) and the costs:
+    ``generate_calls``, ``prompt_tokens``, ``generated_tokens``. At most two batched calls: the rewrites, then
+    the summary and every answer (or the whole response).
+    """
+    run = PromptRun(parsed, strategy, retriever, k, budget, GenerationSettings.from_dict(gen).max_new_tokens)
+    generate = generator(model, tokenizer, instruct, gen)
+    run.retrieve(run_stage([run], PromptRun.rewrite_requests, generate)[0])
+    return run.finish(run_stage([run], PromptRun.answer_requests, generate)[0])

@@ -48,10 +48,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
-from qwenft.clinical.engines import Engine
-from qwenft.clinical.generate import GenerationSettings, generate_batch
-from qwenft.clinical.output import Response
-from qwenft.clinical.parse import Parsed
 from qwenft.errors import UserError
 from qwenft.retrieval.fusion import interleave, rrf
 
@@ -248,33 +244,14 @@ def docs_per_query(budget: str, k: int, n_questions: int, whole_prompt: bool) ->
     return k * n_questions if budget == "per_prompt" and whole_prompt else k
 
 
-def generator(model, tokenizer, instruct: bool, gen: dict | None) -> Generate:  # noqa: ANN001
-    """The batched generate function of ``model``: an :class:`Engine` (``complete``) or a transformers model."""
-    settings = GenerationSettings.from_dict(gen)
-
-    def generate(prompts: list[str], max_new_tokens: int, counts: list) -> list[str]:
-        step = dataclasses.replace(settings, max_new_tokens=max_new_tokens)
-        if isinstance(model, Engine):
-            return model.complete(prompts, step, counts=counts)
-        return generate_batch(model, tokenizer, prompts, instruct, **vars(step), counts=counts)
-
-    return generate
-
-
-def answer(parsed: Parsed, strategy: Strategy, model, tokenizer, instruct: bool, retriever=None, k: int = 3,
-           budget: str = "per_question", gen: dict | None = None) -> tuple[Response, dict]:
-    """Answer one parsed prompt; returns the response and a trace of what was asked and retrieved.
-
-    ``model`` is a transformers model (batched ``generate``) or an :class:`~qwenft.clinical.engines.Engine`
-    (``engine.model``: vLLM's, or the HF engine's own model). The trace holds ``queries`` and ``retrieved`` per
-    question (for recall@k / MRR), the prompt's ``pool`` (every document it retrieved, in order), the model's
-    ``rewrites``, ``format_valid`` (whether a whole response had the expected shape) and the costs:
-    ``generate_calls``, ``prompt_tokens``, ``generated_tokens``. At most two batched calls: the rewrites, then
-    the summary and every answer (or the whole response).
-    """
-    from qwenft.clinical.stages import PromptRun, run_stage
-
-    run = PromptRun(parsed, strategy, retriever, k, budget, GenerationSettings.from_dict(gen).max_new_tokens)
-    generate = generator(model, tokenizer, instruct, gen)
-    run.retrieve(run_stage([run], PromptRun.rewrite_requests, generate)[0])
-    return run.finish(run_stage([run], PromptRun.answer_requests, generate)[0])
+def rerank_pool(pool: list[str], ranking: list[str], mode: str, rrf_k: int) -> list[str]:
+    """The pool in one question's order (``pool_rerank``, and prompt scope's per-question layout): by the
+    question's own ranking (``mode="question"``) or by reciprocal rank fusion of the pool rank and that ranking
+    (``"rrf"``); pool documents the ranking does not reach keep their pool order, after the others."""
+    q_rank = {d: r for r, d in enumerate(ranking)}
+    p_rank = {d: r for r, d in enumerate(pool)}
+    if mode == "rrf":
+        def score(d: str) -> float:
+            return 1 / (rrf_k + p_rank[d] + 1) + (1 / (rrf_k + q_rank[d] + 1) if d in q_rank else 0.0)
+        return sorted(pool, key=lambda d: (-score(d), p_rank[d]))
+    return sorted(pool, key=lambda d: (q_rank.get(d, len(ranking)), p_rank[d]))

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import httpx
 
-from qwenft.clinical.engines import Engine, VllmSettings
+from qwenft.clinical.engine_base import Engine, VllmSettings
 from qwenft.clinical.generate import GenerationSettings, stop_ids
 from qwenft.data.format import prompt_ids
 from qwenft.errors import UserError

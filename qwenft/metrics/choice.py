@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from qwenft.metrics.clinical import normalize_answer
+from qwenft.metrics.text import normalize_answer
 
 _EXPLICIT = re.compile(r"\b(?:answer\s*(?:is|:)?|option|choice)\s*[:\-]?\s*[(\[*]*([A-Z])\b(?![-'])", re.IGNORECASE)
 _MARKED = re.compile(r"^[\s>*_#]*(?:\(([A-Z])\)|([A-Z])\s*[.):](?!\w)|\*\*([A-Z])\*\*|([A-Z])\s*$)", re.MULTILINE)

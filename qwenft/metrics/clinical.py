@@ -24,12 +24,16 @@ from __future__ import annotations
 
 import math
 import re
-import string
 import sys
 from collections import Counter
 
 from absl import logging as absl_logging
 from rouge_score import rouge_scorer
+
+from qwenft.metrics.choice import choice_correct
+from qwenft.metrics.diagnosis import diagnosis_match
+from qwenft.metrics.kqa import contradiction_rate, must_have_coverage
+from qwenft.metrics.text import normalize_answer
 
 # rouge_score imports absl, whose (never attached) handler binds to whatever ``sys.stderr`` is at import time.
 # Hydra's logging dictConfig later closes every handler ever made, and absl closes a stream that is not the
@@ -38,8 +42,6 @@ from rouge_score import rouge_scorer
 absl_logging.get_absl_handler().python_handler.stream = sys.__stderr__
 
 _ROUGE = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-_PUNCT = frozenset(string.punctuation)
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
 
 
 def rouge_l(pred: str, ref: str) -> float:
@@ -47,12 +49,6 @@ def rouge_l(pred: str, ref: str) -> float:
     if not pred.strip() or not ref.strip():
         return 0.0
     return _ROUGE.score(ref, pred)["rougeL"].fmeasure
-
-
-def normalize_answer(text: str) -> str:
-    """SQuAD normalisation: lower case, punctuation removed, articles removed, whitespace collapsed."""
-    text = "".join(c for c in text.lower() if c not in _PUNCT)
-    return " ".join(_ARTICLES.sub(" ", text).split())
 
 
 def token_f1(pred: str, ref: str) -> float:
@@ -108,7 +104,7 @@ def _mean(values: list[float]) -> float:
 def score_prediction(response, reference: dict, trace: dict | None = None,
                      new_words: list[str] | None = None) -> dict[str, float]:
     """One prompt: ``response`` (``output.Response``) against a clinical record
-    ``{summary, answers, gold_docs?, new_words?}``; ``trace`` is what ``strategies.answer`` returned with it.
+    ``{summary, answers, gold_docs?, new_words?}``; ``trace`` is what ``stages.answer`` returned with it.
     ``new_words`` stands in when the record has none (e.g. the words file of the data set)."""
     trace = trace or {}
     refs = list(reference["answers"])
@@ -143,9 +139,6 @@ TARGET_METRICS = ("diagnosis_match", "must_have_coverage", "contradiction", "mc_
 
 def score_targets(response, targets: list[dict]) -> dict[str, float]:
     """The data set's own scores (module docstring); NaN for a kind the record does not have."""
-    from qwenft.metrics.choice import choice_correct
-    from qwenft.metrics.diagnosis import diagnosis_match
-    from qwenft.metrics.kqa import contradiction_rate, must_have_coverage
 
     answers = [a.answer for a in response.answers]
 

@@ -247,7 +247,7 @@ class ClinicalEval(pl.Callback):
             return
         from qwenft.clinical.engines import open_engine_for_model
         from qwenft.clinical.parse import Parsed
-        from qwenft.clinical.strategies import answer
+        from qwenft.clinical.stages import answer
         from qwenft.metrics.clinical import aggregate, score_prediction
 
         scores, samples = [], []
