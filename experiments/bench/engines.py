@@ -39,7 +39,8 @@ from experiments.bench.latency import median_seconds, prompt_set
 from qwenft.clinical.engines import HFEngine, open_engine, open_engine_for_model
 from qwenft.clinical.evaluate import evaluate
 from qwenft.clinical.generate import GenerationSettings, generate_batch
-from qwenft.clinical.strategies import Decomposition, answer
+from qwenft.clinical.stages import answer
+from qwenft.clinical.strategies import Decomposition
 from qwenft.config import compose
 from qwenft.data.datamodule import DEMO_DIR
 from qwenft.data.io import load_records
