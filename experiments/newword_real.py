@@ -186,6 +186,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--max-length", type=int, default=256, help="training window (tokens); 2-core CPUs: 64")
     ap.add_argument("--out", default="experiments/results/newword_real")
+    ap.add_argument("--table-only", action="store_true", help="run nothing: RESULTS.md from --out's results.json")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -197,7 +198,7 @@ def main(argv: list[str] | None = None) -> dict:
     results_path = out / "results.json"
     done = json.loads(results_path.read_text()) if results_path.is_file() else {"rows": []}
     have = {(r["words"], r["arm"], r["seed"], r.get("steps", 0)) for r in done["rows"]}
-    for wset in args.words:
+    for wset in [] if args.table_only else args.words:
         words = sets[wset]
         data_dir = out / "data" / wset
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -227,7 +228,8 @@ def main(argv: list[str] | None = None) -> dict:
     stamp = {"command": "python -m experiments.newword_real " + " ".join(argv if argv is not None else sys.argv[1:]),
              "machine": f"{cpu_model()} ({platform.machine()})", "date": datetime.date.today().isoformat(),
              "model": args.model}
-    done.setdefault("stamps", []).append(stamp)
+    if not args.table_only:
+        done.setdefault("stamps", []).append(stamp)
     results_path.write_text(json.dumps(done, indent=1))
     md = [f"# Real words, real text ({args.model})", "", "Commands: " + "; ".join(
         f"`{s['command']}` ({s['machine']}, {s['date']})" for s in done["stamps"]), ""]
