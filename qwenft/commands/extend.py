@@ -26,11 +26,9 @@ def run(cfg: DictConfig) -> dict:
         loaded, lambda: instantiate(cfg.model), words, held_out, drop_worse=bool(cfg.tokenizer.drop_worse),
         init=cfg.tokenizer.init, glosses=glosses, capitalized=cfg.tokenizer.capitalized, seed=cfg.seed,
         texts=corpus, distill=distill_settings(cfg.tokenizer, cfg.seed))
-    before, after = (report.before, report.after) if report else (None, None)
     per_word = report.per_word if report else []
-    metrics = {"zero_shot_before": before.as_dict() if before else None,
-               "zero_shot_after_init": after.as_dict() if after else None, "per_word": per_word,
-               "dropped": report.dropped if report else []}
+    metrics = report.as_dict() if report else {"zero_shot_before": None, "zero_shot_after_init": None,
+                                               "per_word": [], "dropped": []}
     out = save_extended(loaded.model, ext, cfg.out, extra={"base_model": loaded.name, "metrics": metrics})
 
     console = Console(width=max(Console().width, 150))  # the reasons need room; piped output is 80 wide

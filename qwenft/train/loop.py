@@ -148,7 +148,8 @@ def extend_vocabulary(cfg: DictConfig, loaded, train_texts: list[str], report_te
         log.info("discovered %d words in the training data: %s", len(words), ", ".join(words[:20]))
     else:
         words, glosses = words_from_config(cfg.tokenizer)
-    words = [w for w in words if w not in set(exclude)]
+    excluded = set(exclude)
+    words = [w for w in words if w not in excluded]
     loaded, ext, report = extend_reported(
         loaded, lambda: instantiate(cfg.model), words, report_texts,
         drop_worse=bool(cfg.tokenizer.get("drop_worse", False)), init=cfg.tokenizer.init, glosses=glosses,
@@ -303,7 +304,7 @@ def _train(cfg: DictConfig, run_dir: Path, handles: dict | None) -> dict:
     loaded = instantiate(cfg.model)
     train_texts = split_texts(sources["train"], strategy)
     report_texts = zero_shot_texts(cfg, train_texts, split_texts(sources["val"], strategy) if "val" in sources
-                                   else None, read_texts).texts
+                                   else None, read_texts).texts if cfg.tokenizer.extend else []
     loaded, tokenizer, new_ids, words, manifest = extend_vocabulary(cfg, loaded, train_texts, report_texts)
     if resumed is not None:  # refused here, before this run writes anything into the old run's dir
         check_resume_tokenizer(resumed, ckpt, tokenizer)
