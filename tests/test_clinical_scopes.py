@@ -270,8 +270,8 @@ def test_engines_count_prompt_and_generated_tokens_per_row(loaded):
     import httpx
     import torch
 
+    from qwenft.clinical.engines.vllm import VllmEngine
     from qwenft.clinical.generate import GenerationSettings, generate_batch, generated_lengths
-    from qwenft.clinical.vllm_server import VllmEngine
     from qwenft.data.format import prompt_ids
 
     prompts = ["Short.", "A much longer prompt than the first one, to be left padded."]

@@ -39,7 +39,7 @@ N_TOKENS = 16
 
 
 def test_auto_falls_back_to_hf_with_one_line_and_vllm_refuses(monkeypatch, capsys):
-    import qwenft.clinical.vllm_server as vs
+    import qwenft.clinical.engines.vllm as vs
 
     tiny = compose("answer", ["model=tiny"]).model
     assert resolve(EngineChoice("auto"), tiny)[0] == "hf"
@@ -75,7 +75,7 @@ def test_a_relative_model_folder_reaches_vllm_as_an_absolute_path(monkeypatch, t
     """The vLLM server runs in the temp dir, where ``model.name_or_path=runs/x/merged`` (a training run's export,
     relative to where qwenft started) would be read as a hub repo id: the closed loop's first trained arm failed so
     ("Repo id must be in the form 'repo_name' or 'namespace/repo_name'"). A hub id stays a hub id."""
-    import qwenft.clinical.vllm_server as vs
+    import qwenft.clinical.engines.vllm as vs
 
     (tmp_path / "runs" / "x" / "merged").mkdir(parents=True)
     monkeypatch.chdir(tmp_path)
@@ -192,7 +192,7 @@ def test_merged_export_with_new_words_loads_in_vllm(merged_run):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from qwenft.clinical.engines import VllmSettings
-    from qwenft.clinical.vllm_server import VllmEngine, find_python
+    from qwenft.clinical.engines.vllm import VllmEngine, find_python
 
     manifest = json.loads((merged_run / "qwenft_vocab.json").read_text())
     tok = AutoTokenizer.from_pretrained(merged_run)

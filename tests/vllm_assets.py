@@ -10,7 +10,7 @@ import pytest
 
 def vllm_skip_reason() -> str | None:
     """None where the real engine can run here, else the one-line reason the vLLM tests skip."""
-    from qwenft.clinical.vllm_server import find_python, unsupported_reason
+    from qwenft.clinical.engines.vllm import find_python, unsupported_reason
 
     if find_python() is None:
         return ("vLLM is not installed: no .venv-vllm (`make setup` installs it unless QWENFT_SKIP_VLLM=1) and no "

@@ -22,7 +22,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from qwenft.clinical.engine_base import Engine
+from qwenft.clinical.engines.base import Engine
 from qwenft.clinical.generate import GenerationSettings, generate_batch
 from qwenft.clinical.output import Answer, Response, parse_response
 from qwenft.clinical.parse import Parsed

@@ -1,10 +1,10 @@
-"""Where the texts of a clinical prompt are generated: ``generation.engine: auto | hf | vllm``.
+"""Choosing and opening the engine ``generation.engine: auto | hf | vllm`` asks for.
 
 * ``hf``: the loaded ``transformers`` model, one batched ``generate`` per stage with the shared-prefix prefill of
   ``qwenft.clinical.generate``. Works for every model, the in-memory ``tiny`` one and a model being trained.
 * ``vllm``: a vLLM OpenAI-compatible server that qwenft starts on 127.0.0.1 from its own environment
   (``.venv-vllm``: vLLM pins ``transformers<5.20``, qwenft needs ``>=5.24``, so the two cannot share one) and
-  talks to over HTTP (``qwenft.clinical.vllm_server``). Prompts are sent as token ids that qwenft builds with its
+  talks to over HTTP (``qwenft.clinical.engines.vllm``). Prompts are sent as token ids that qwenft builds with its
   own tokenizer and chat template, so both engines read the same tokens; vLLM's prefix caching replaces the
   hand-made shared-prefix prefill. It needs the model as a folder on disk.
 * ``auto``: ``vllm`` where it is installed, this machine can run it and the model is a folder; else ``hf``, with
@@ -24,39 +24,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qwenft.clinical.engine_base import Engine, VllmSettings
-from qwenft.clinical.generate import GenerationSettings, generate_batch
+from qwenft.clinical.engines.base import Engine, VllmSettings
+from qwenft.clinical.engines.hf import HFEngine, InMemory, bf16_weights
+from qwenft.clinical.generate import GenerationSettings
 from qwenft.errors import UserError
-
-__all__ = ["ENGINES", "Engine", "EngineChoice", "HFEngine", "VllmSettings", "open_engine", "open_engine_for_model"]
 
 log = logging.getLogger(__name__)
 
 ENGINES = ("auto", "hf", "vllm")
-
-
-class HFEngine(Engine):
-    """The loaded transformers model; ``model`` is the torch model, so callers keep the batched HF path."""
-
-    name = "hf"
-    parallel = 1
-
-    def __init__(self, loaded) -> None:  # noqa: ANN001 - qwenft.model.sources.Loaded
-        self.loaded = loaded
-        self.tokenizer, self.instruct, self.label = loaded.tokenizer, loaded.instruct, loaded.name
-
-    @property
-    def model(self):  # noqa: ANN201
-        return self.loaded.model
-
-    @property
-    def context_length(self) -> int | None:
-        value = getattr(getattr(self.loaded.model, "config", None), "max_position_embeddings", None)
-        return int(value) if isinstance(value, int) and value > 0 else None
-
-    def complete(self, prompts: list[str], settings: GenerationSettings, counts: list | None = None) -> list[str]:
-        return generate_batch(self.loaded.model, self.tokenizer, prompts, self.instruct, **vars(settings),
-                              counts=counts)
 
 
 # ------------------------------------------------------------------------------------------------ settings
@@ -115,7 +90,7 @@ def notice(text: str) -> None:
 def resolve(choice: EngineChoice, model_cfg) -> tuple[str, str | None, str | None]:  # noqa: ANN001
     """(engine name, model folder for vLLM, vLLM interpreter). ``vllm`` asked for explicitly and not possible is
     a ``UserError``; ``auto`` falls back to ``hf`` with a one-line notice."""
-    from qwenft.clinical.vllm_server import find_python, unsupported_reason
+    from qwenft.clinical.engines.vllm import find_python, unsupported_reason
 
     if choice.engine == "hf":
         return "hf", None, None
@@ -159,7 +134,7 @@ def open_engine(gen: dict | None, model_cfg=None, loaded=None, log_dir: str | Pa
         if check is not None:
             check(engine)
         return engine
-    from qwenft.clinical.vllm_server import VllmEngine
+    from qwenft.clinical.engines.vllm import VllmEngine
 
     engine = VllmEngine.prepare(folder, choice.vllm, instruct=bool(model_cfg.get("instruct", True)))
     if check is not None:
@@ -169,20 +144,6 @@ def open_engine(gen: dict | None, model_cfg=None, loaded=None, log_dir: str | Pa
             engine.close()
             raise
     return engine.launch(python, bf16=choice.settings.bf16, log_dir=log_dir)
-
-
-def bf16_weights(model, bf16: bool) -> None:  # noqa: ANN001
-    """Cast a CPU model this engine owns to bfloat16 when ``generation.bf16`` asks for bf16.
-
-    Why not autocast: it re-casts every fp32 weight at every decoding step. On a 2-core AVX512-BF16 EPYC, 32 greedy
-    tokens of the offline 0.5B model took 4.9 s in fp32, 7.3 s under bf16 autocast and 3.1 s with bf16 weights
-    (same text). A model being trained (the clinical-eval callback) is not cast: it keeps fp32 weights.
-    """
-    import torch
-
-    param = next(model.parameters(), None)
-    if bf16 and param is not None and param.device.type == "cpu" and param.dtype == torch.float32:
-        model.to(torch.bfloat16)
 
 
 def decoding(gen: dict | None) -> dict:
@@ -199,21 +160,14 @@ def cache_settings(gen: dict | None, engine: Engine | None) -> dict:
     return out
 
 
-class _InMemory:
-    """A ``Loaded``-shaped view of a model that is not from a config (the one being trained)."""
-
-    def __init__(self, model, tokenizer, instruct: bool, name: str = "in-memory") -> None:  # noqa: ANN001
-        self.model, self.tokenizer, self.instruct, self.name = model, tokenizer, instruct, name
-
-
 def open_engine_for_model(gen: dict | None, model, tokenizer, instruct: bool) -> Engine:  # noqa: ANN001
     """An engine for a model in memory (``ClinicalEval`` during training). ``hf`` uses it as it is; ``vllm``
     writes its merged weights (adapters and trained rows folded into a copy) and the tokenizer to a temp folder
     and serves that, removed again on ``close()``. Costly on a CPU: see README "Engines"."""
     choice = EngineChoice.from_generation(gen)
     if choice.engine == "hf":
-        return HFEngine(_InMemory(model, tokenizer, instruct))
-    from qwenft.clinical.vllm_server import VllmEngine, find_python, unsupported_reason
+        return HFEngine(InMemory(model, tokenizer, instruct))
+    from qwenft.clinical.engines.vllm import VllmEngine, find_python, unsupported_reason
 
     python = find_python(choice.vllm.python)
     why = "vLLM is not installed" if python is None and not choice.vllm.url else (
@@ -222,7 +176,7 @@ def open_engine_for_model(gen: dict | None, model, tokenizer, instruct: bool) ->
         if choice.engine == "vllm":
             raise UserError(f"generation.engine=vllm: {why}")
         notice(f"generation.engine=auto: {why}; using hf")
-        return HFEngine(_InMemory(model, tokenizer, instruct))
+        return HFEngine(InMemory(model, tokenizer, instruct))
     import copy
     import shutil
     import tempfile

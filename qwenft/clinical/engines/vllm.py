@@ -32,7 +32,7 @@ from pathlib import Path
 
 import httpx
 
-from qwenft.clinical.engine_base import Engine, VllmSettings
+from qwenft.clinical.engines.base import Engine, VllmSettings
 from qwenft.clinical.generate import GenerationSettings, stop_ids
 from qwenft.data.format import prompt_ids
 from qwenft.errors import UserError
@@ -40,7 +40,7 @@ from qwenft.hardware import cpu_flags
 
 LAUNCHER = Path(__file__).with_name("vllm_launch.py")
 STAMP = ".qwenft-vllm-ok"  # written by install_vllm.sh once the environment passed its import check
-CHECKOUT = Path(__file__).resolve().parents[2]
+CHECKOUT = Path(__file__).resolve().parents[3]  # the checkout holding qwenft/clinical/engines/vllm.py
 
 
 # ------------------------------------------------------------------------------------ where vLLM is installed

@@ -1,8 +1,7 @@
 """What every generation engine is (``Engine``) and how the vLLM one is set up (``VllmSettings``).
 
-Its own module so that ``qwenft.clinical.engines`` (which picks and opens an engine) and
-``qwenft.clinical.vllm_server`` (the vLLM engine and its server process) both build on it without importing
-each other.
+Its own module so that ``choose`` (which picks and opens an engine), ``hf`` and ``vllm`` (the vLLM engine and its
+server process) all build on it without importing each other.
 """
 
 from __future__ import annotations
