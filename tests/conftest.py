@@ -11,6 +11,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+@pytest.fixture(autouse=True)
+def _fresh_distill_cache(tmp_path_factory, monkeypatch):
+    """Each test distils into a cache of its own (``qwenft.model.distill_cache``): a test reads the rows it made,
+    never rows an earlier test or run left in ``~/.cache/qwenft``."""
+    from qwenft.model import distill_cache
+
+    folder = tmp_path_factory.mktemp("distill-cache")
+    monkeypatch.setattr(distill_cache, "root", lambda: folder)
+
+
 @pytest.fixture
 def demo_words() -> list[str]:
     """A handful of the demo's invented words: enough new rows to notice a lost or untied row."""

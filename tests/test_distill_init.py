@@ -77,6 +77,39 @@ def test_distill_changes_only_the_new_rows_and_brings_them_closer_to_the_pieces(
     assert ext.distill["hidden_mse_last"] < ext.distill["hidden_mse_first"]
 
 
+@pytest.mark.parametrize("tied", [True, False], ids=["tied", "untied"])
+def test_the_same_extension_reads_its_rows_from_the_cache_and_any_change_distils_again(tied: bool) -> None:
+    from qwenft.model import distill_cache
+
+    def extend(texts=TEXTS, settings=SETTINGS):
+        loaded = load(tied)
+        ext = extend_model(loaded.model, loaded.tokenizer, WORDS, init="distill", texts=texts, distill=settings)
+        return loaded.model.get_input_embeddings().weight[ext.new_ids].detach().clone(), ext.distill
+
+    first, summary = extend()
+    assert "cached" not in summary and len(list(distill_cache.root().glob("*.safetensors"))) == 1
+    again, cached = extend()
+    assert cached["cached"] is True and cached["steps"] == summary["steps"]
+    assert torch.equal(again, first)  # the rows a second distillation would have learnt, without the minutes
+    other_text, s2 = extend(texts=TEXTS[:4])
+    other_lr, s3 = extend(settings=DistillSettings(**{**vars(SETTINGS), "lr": 1e-3}))
+    assert "cached" not in s2 and "cached" not in s3
+    assert not torch.equal(other_lr, first)
+    assert len(list(distill_cache.root().glob("*.safetensors"))) == 3
+
+
+def test_a_damaged_cache_entry_is_distilled_again() -> None:
+    from qwenft.model import distill_cache
+
+    loaded = load(False)
+    extend_model(loaded.model, loaded.tokenizer, WORDS, init="distill", texts=TEXTS, distill=SETTINGS)
+    (entry,) = distill_cache.root().glob("*.safetensors")
+    entry.write_bytes(b"not safetensors")
+    loaded = load(False)
+    ext = extend_model(loaded.model, loaded.tokenizer, WORDS, init="distill", texts=TEXTS, distill=SETTINGS)
+    assert "cached" not in ext.distill and ext.distill["steps"] > 0
+
+
 def test_words_missing_from_the_text_get_model_written_snippets() -> None:
     loaded = load(True)
     settings = DistillSettings(snippets_per_word=3, generated_tokens=6)

@@ -184,11 +184,26 @@ def distill_rows(
     settings: DistillSettings | None = None,
     progress: bool = True,
 ) -> dict[str, float]:
-    """Learn the rows of ``targets`` in place (input rows, and the untied head's rows); returns a summary."""
+    """Learn the input rows of ``targets`` in place; returns a summary (``cached: true`` when the rows came from
+    ``qwenft.model.distill_cache``, where every distillation is kept)."""
     from qwenft.hardware import native_bf16
+    from qwenft.model import distill_cache
 
     settings = settings or DistillSettings()
     start_time = time.perf_counter()
+    emb_in = model.get_input_embeddings().weight
+    device, dtype = emb_in.device, emb_in.dtype
+    order = sorted({t.id for t in targets})
+    use_bf16 = device.type == "cpu" and native_bf16() and dtype == torch.float32
+    digest = distill_cache.key(model, [(t.word, t.id) for t in targets], emb_in.detach()[order], texts, settings,
+                               f"{dtype}/{'bf16-autocast' if use_bf16 else 'none'}")
+    cached = distill_cache.load(digest, (len(order), emb_in.shape[1]))
+    if cached is not None:
+        with torch.no_grad():
+            emb_in[order] = cached[0].to(device=device, dtype=dtype)
+        log.info("distill: %d rows from the cache (%s/%s.safetensors); delete it to distil again",
+                 len(order), distill_cache.root(), digest[:12])
+        return {**cached[1], "cached": True}
     words = sorted({t.word for t in targets})
     snippets = text_snippets(words, texts, settings)
     half = -(-settings.snippets_per_word // 2)  # a word under half its snippets gets model-written ones up to half
@@ -212,17 +227,13 @@ def distill_rows(
         p.first_new += 1
         p.occurrences = [(j + 1, f + 1, n) for j, f, n in p.occurrences]
 
-    emb_in = model.get_input_embeddings().weight
-    device, dtype = emb_in.device, emb_in.dtype
-    order = sorted(new_ids)
     lookup = torch.full((emb_in.shape[0],), -1, dtype=torch.long, device=device)
     lookup[order] = torch.arange(len(order), device=device)
     rows_in = torch.nn.Parameter(emb_in.detach()[order].float().clone())
     opt = torch.optim.Adam([rows_in], lr=settings.lr)
     backbone = model.get_decoder() if hasattr(model, "get_decoder") else model.base_model
     pad = base_tokenizer.pad_token_id if base_tokenizer.pad_token_id is not None else ctx
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=device.type == "cpu" and native_bf16()
-                              and dtype == torch.float32)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16)
     was_training = model.training
     flags = [(p, p.requires_grad) for p in model.parameters()]
     for p, _ in flags:
@@ -266,6 +277,7 @@ def distill_rows(
     log.info("distill: %d snippets, %d steps, %.0f s (hidden mse, first/last tenth of the steps: %.4f -> %.4f)",
              summary["snippets"], summary["steps"], summary["seconds"], summary["hidden_mse_first"],
              summary["hidden_mse_last"])
+    distill_cache.save(digest, rows_in, summary)
     return summary
 
 
