@@ -839,7 +839,7 @@ def test_peft_refusing_target_modules_is_one_line_even_without_the_preflight():
 
 def test_resume_tensor_check_names_the_first_misfit():
     from qwenft.errors import UserError
-    from qwenft.train.loop import check_resume_tensors
+    from qwenft.train.resume import check_resume_tensors
 
     now = {"model.a": torch.zeros(2, 3), "model.b": torch.zeros(4)}
     check_resume_tensors({"model.a": (2, 3), "model.b": (4,)}, now, Path("x.ckpt"))

@@ -281,7 +281,7 @@ def test_python_entry_point_trains_n_steps_and_scores_clinical_answers(tmp_path)
 
 def test_ckpt_path_last_resolves_to_the_run_dir_or_says_how(tmp_path):
     from qwenft.errors import UserError
-    from qwenft.train.loop import resolve_ckpt
+    from qwenft.train.resume import resolve_ckpt
 
     ckpt = tmp_path / "old" / "checkpoints" / "last.ckpt"
     with pytest.raises(UserError, match="run_dir= or hydra.run.dir="):
