@@ -147,8 +147,11 @@ def _json_lines(path: Path, data: bytes) -> Iterator[Row]:
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as err:
+            bom = n == 1 and raw[:2] in (b"\xff\xfe", b"\xfe\xff")
             yield n, None, (f"not valid UTF-8: byte 0x{raw[err.start]:02x} at byte offset {err.start} of the line "
-                            f"(offset {start + err.start} in the file)")
+                            f"(offset {start + err.start} in the file)"
+                            + ("; it starts with a UTF-16 byte-order mark: the file is UTF-16, not UTF-8" if bom
+                               else ""))
             continue
         value, problem = _loads(text)
         if problem is not None and "\r" in text.rstrip("\r"):  # old-Mac line ends: the editor shows 2 lines
@@ -374,6 +377,46 @@ def _first_line(err: BaseException) -> str:
     """The first line of an exception's message, so a DataError stays one line."""
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 every run record, index cache and evaluation key uses: of a file's bytes, or of a folder's files
+    (relative name and bytes, in name order)."""
+    return _sha256(Path(path), None)
+
+
+def read_jsonl(path: str | Path, what: str = "file") -> Iterator[tuple[int, Any]]:
+    """``(line number, value)`` for each non-blank line of a JSON-lines file, gzipped when it ends in ``.gz``.
+
+    The one JSONL path for training data, knowledge bases and evaluation sets: a regular file within the size
+    limit (``qwenft.inputs``; the decompressed text too), strict UTF-8 and strict JSON (duplicate keys, huge
+    integers and deep nesting are errors); the first bad line is a ``DataError`` naming file and line.
+    """
+    path = Path(path)
+    data = read_bytes(path, "data", what)
+    if path.suffix == ".gz":
+        data = _gunzip(path, data, what)
+    for line, value, problem in _json_lines(path, data):
+        if problem is not None:
+            raise DataError(str(path), line, problem)
+        yield line, value
+
+
+def _gunzip(path: Path, data: bytes, what: str) -> bytes:
+    import gzip
+
+    from qwenft.inputs import limit_bytes
+
+    limit = limit_bytes("data")
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as f:
+            out = f.read(limit + 1)
+    except (OSError, EOFError) as err:  # not gzip, or cut short
+        raise DataError(str(path), None, f"cannot read: {_first_line(err)}") from None
+    if len(out) > limit:
+        raise DataError(str(path), None, f"{what} is over the limit of {limit >> 20} MiB once decompressed "
+                                         "(raise it with QWENFT_MAX_INPUT_MB=<MiB>)")
+    return out
 
 
 def _sha256(path: Path, data: bytes | None) -> str:

@@ -10,13 +10,11 @@ stale index, and an unchanged one is indexed once whatever path it is read from.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from qwenft.data.io import loads_strict
+from qwenft.data.io import file_sha256, read_jsonl
 from qwenft.errors import DataError
-from qwenft.inputs import check_regular
 
 
 @dataclass
@@ -46,29 +44,11 @@ class KnowledgeBase:
         return self.index_text(self._by_id[doc_id])
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def load_kb(path: str | Path) -> KnowledgeBase:
     """Every line validated up front; problems are ``DataError``s naming the line."""
     path = Path(path).expanduser()
-    check_regular(path, kind="data", what="knowledge base")  # a FIFO would block on open; size is bounded
     docs, seen = [], set()
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as err:
-        raise DataError(str(path), None, f"not UTF-8 (byte {err.start})") from None
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        row, problem = loads_strict(line)  # as data files: duplicate keys and deep nesting are errors too
-        if problem is not None:
-            raise DataError(str(path), n, problem)
+    for n, row in read_jsonl(path, what="knowledge base"):  # bounded, FIFO-refusing, strict UTF-8 and JSON
         if not isinstance(row, dict) or not isinstance(row.get("id"), str | int) or isinstance(row.get("id"), bool):
             raise DataError(str(path), n, "each line needs an 'id' (string or integer)")
         field = "text" if "text" in row else "content" if "content" in row else None

@@ -21,16 +21,15 @@ file and line, raised before any model loads.
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from qwenft.atomic import atomic_write_text
+from qwenft.data.io import file_sha256, read_jsonl
 from qwenft.errors import DataError, UserError
+
+__all__ = ["EvalData", "field_text", "file_sha256", "read_jsonl", "require_path", "write_kb", "write_records"]
 
 
 @dataclass
@@ -60,35 +59,6 @@ def require_path(path: str | None, key: str, what: str) -> Path:
     if not p.exists():
         raise DataError(str(p), None, f"not found ({key})")
     return p
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    files = sorted(q for q in path.rglob("*") if q.is_file()) if path.is_dir() else [path]
-    for f in files:
-        with f.open("rb") as fh:
-            for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
-
-
-def read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
-    """(line number, parsed object) for each non-blank line of a JSONL file, ``.gz`` or not; a malformed line is
-    a DataError naming it."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rt", encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    yield n, json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise DataError(str(path), n, f"malformed JSON: {err.msg} (column {err.colno})") from None
-    except UnicodeDecodeError as err:
-        raise DataError(str(path), None, f"not UTF-8 (byte {err.start})") from None
-    except (OSError, EOFError) as err:  # e.g. a truncated or non-gzip .gz
-        raise DataError(str(path), None, f"cannot read: {err}") from None
 
 
 def field_text(row: dict, key: str, path: Path, line: int) -> str:
