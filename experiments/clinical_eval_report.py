@@ -51,7 +51,8 @@ def report(root: Path) -> str:
                 if r.get("same_as"):
                     continue
                 cells = [_cell(r[m], *r["ci"][m]) for m in shown]
-                lines.append(f"| {name} | {r['strategy']} | {r['budget']} | {r['n_prompts']} | " + " | ".join(cells) + " |")
+                lines.append(f"| {name} | {r['strategy']} | {r['budget']} | {r['n_prompts']} | "
+                             + " | ".join(cells) + " |")
         base = next((n for n in ("untrained", "instruct_false") if n in runs), None)
         if base is not None:
             ref = _scores(runs[base])

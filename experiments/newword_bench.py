@@ -141,7 +141,8 @@ def run_qwenft(arm: str, model: str, data: dict, steps: int, batch: int, seed: i
     d = data["dir"]
     cfg = compose("train", [
         f"model={model}", "data=text", f"data.train_path={d / 'train.txt'}", f"data.batch_size={batch}",
-        f"data.max_length={MAX_LENGTH}", f"tokenizer.words_file={d / 'words.txt'}", f"eval_words_file={d / 'words.txt'}",
+        f"data.max_length={MAX_LENGTH}", f"tokenizer.words_file={d / 'words.txt'}",
+        f"eval_words_file={d / 'words.txt'}",
         "logger=none", "callbacks=none", f"trainer.max_steps={steps}", "trainer.precision=32-true",
         "validate_before=false", f"optim.lr={LEARNING_RATE}", "export.enabled=false", f"seed={seed}",
         f"paths.output_dir={run_dir}", *qwenft_overrides(arm, d)])

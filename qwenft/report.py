@@ -148,7 +148,8 @@ class Cell:
             (f" (n={self.n})" if self.runs and self.n < self.runs else "")
 
 
-def aggregate(runs: list[Run], group_by: list[str], metrics: list[str]) -> list[tuple[tuple[str, ...], dict[str, Cell], int]]:
+def aggregate(runs: list[Run], group_by: list[str],
+              metrics: list[str]) -> list[tuple[tuple[str, ...], dict[str, Cell], int]]:
     groups: dict[tuple[str, ...], list[Run]] = {}
     for run in runs:
         groups.setdefault(tuple(run.key(k) for k in group_by), []).append(run)

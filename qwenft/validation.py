@@ -397,7 +397,8 @@ RULES: dict[str, dict[str, Rule | Callable[[DictConfig], Rule]]] = {
     },
     "serve": {
         "host": TEXT, "port": Int(0, 65535), "k": Int(0, 100), "budget": Enum("per_question", "per_prompt"),
-        "max_questions": Int(1, 1000), "max_request_kb": Int(1, 1 << 20), "body_timeout_s": Float(0, 3600, lo_open=True),
+        "max_questions": Int(1, 1000), "max_request_kb": Int(1, 1 << 20),
+        "body_timeout_s": Float(0, 3600, lo_open=True),
         **{f"generation.{k}": r for k, r in GENERATION.items()}, **MODEL, **STRATEGY, **RETRIEVAL,
     },
     "discover": {

@@ -64,7 +64,8 @@ DATA_CASES: list[tuple[str, str, bytes, int | None, str]] = [
      "duplicate key 'role'"),
     ("dup-in-array-file", "d.json", b'[\n{"prompt": "a", "completion": "b"},\n{"prompt": "a", "prompt": "b", '
      b'"completion": "c"}\n]\n', 3, "duplicate key 'prompt'"),
-    ("latin1", "d.jsonl", jl(PC) + '{"prompt": "caf\xe9", "completion": "b"}\n'.encode("latin-1"), 2, "not valid UTF-8"),
+    ("latin1", "d.jsonl", jl(PC) + '{"prompt": "caf\xe9", "completion": "b"}\n'.encode("latin-1"), 2,
+     "not valid UTF-8"),
     ("byte-ff", "d.jsonl", jl(PC, PC) + b'{"prompt": "\xff", "completion": "b"}\n', 3, "not valid UTF-8: byte 0xff"),
     ("cut-multibyte", "d.jsonl", b'{"prompt": "\xe2\x82", "completion": "b"}\n', 1, "not valid UTF-8"),
     ("utf16", "d.jsonl", json.dumps(PC).encode("utf-16"), 1, "not valid UTF-8"),
@@ -796,7 +797,8 @@ def _shaped_run(tmp_path: Path, data_sha256: dict | None = None, record: bool = 
 
 
 RESHAPED = [("peft.r=8", "peft.r=16, now peft.r=8"),
-            ("peft.target_modules=[q_proj,v_proj]", "peft.target_modules=null, now peft.target_modules=[q_proj,v_proj]"),
+            ("peft.target_modules=[q_proj,v_proj]",
+             "peft.target_modules=null, now peft.target_modules=[q_proj,v_proj]"),
             ("peft=full", "peft.method=lora, now peft.method=full"),
             ("model.hidden_size=32", "model.hidden_size=64, now model.hidden_size=32"),
             ("tokenizer.trainable_rows=all", "tokenizer.trainable_rows=new_rows, now tokenizer.trainable_rows=all")]
@@ -859,7 +861,8 @@ def test_export_refuses_another_runs_checkpoint(other, tmp_path, monkeypatch, ca
     state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     if other == "data":
         state["qwenft_data_sha256"] = {**hashes, "train": "a" * 64}
-        needle = f"it was trained on other data (train sha256 aaaaaaaaaaaa…, this run's run_info.json: {hashes['train'][:12]}…)"
+        needle = ("it was trained on other data (train sha256 aaaaaaaaaaaa…, this run's run_info.json: "
+                  f"{hashes['train'][:12]}…)")
     else:
         state["qwenft_shape"]["peft.r"] = 4
         needle = "it was trained with peft.r=4, now peft.r=16 (this run's config.yaml)"
@@ -1004,8 +1007,8 @@ def test_report_names_and_skips_a_broken_run(broken, tmp_path, monkeypatch, caps
 
 def test_report_with_only_broken_runs_is_one_error(tmp_path, monkeypatch, capsys):
     _report_run(tmp_path / "runs", "bad", '{"val/loss": ')
-    res = run_cli(["report", f"runs=[{tmp_path}/runs]", "plots=false", f"out={tmp_path}/o", f"hydra.run.dir={tmp_path}/h"],
-                  monkeypatch, capsys)
+    res = run_cli(["report", f"runs=[{tmp_path}/runs]", "plots=false", f"out={tmp_path}/o",
+                   f"hydra.run.dir={tmp_path}/h"], monkeypatch, capsys)
     assert res.one_error_line().startswith("no run directories")
 
 
@@ -1290,7 +1293,8 @@ NO_Q = "A 40-year-old man has had a cough and night sweats for three weeks."
 GEN_FAST = ["generation.max_new_tokens=2", "generation.bf16=false", "model.tie_word_embeddings=false"]
 UNRELATED_KB = [{"id": f"astro-{i}", "title": "astronomy", "text": f"Comet {i} orbits beyond Neptune every {i} years."}
                 for i in range(1, 6)]
-STRATEGIES = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "qwenft" / "conf" / "strategy").glob("*.yaml"))
+STRATEGY_DIR = Path(__file__).resolve().parents[1] / "qwenft" / "conf" / "strategy"
+STRATEGIES = sorted(p.stem for p in STRATEGY_DIR.glob("*.yaml"))
 
 
 def _answer_json(res) -> dict:  # noqa: ANN001 - Outcome
@@ -1328,8 +1332,9 @@ def test_retrieval_from_a_knowledge_base_with_no_overlap(strategy, tmp_path, mon
     """No word of the prompt is in any document: the run answers (with whatever BM25 ranks), no crash."""
     kb = tmp_path / "kb.jsonl"
     kb.write_bytes(jl(*UNRELATED_KB))
-    res = run_cli(["answer", "model=tiny", *GEN_FAST, f"strategy={strategy}", "retrieval=bm25", f"retrieval.kb_path={kb}",
-                   f"retrieval.cache_dir={tmp_path}/bm25", "k=2", "output=json", f"prompt={ONE_Q}",
+    res = run_cli(["answer", "model=tiny", *GEN_FAST, f"strategy={strategy}", "retrieval=bm25",
+                   f"retrieval.kb_path={kb}", f"retrieval.cache_dir={tmp_path}/bm25", "k=2", "output=json",
+                   f"prompt={ONE_Q}",
                    f"hydra.run.dir={tmp_path}/run"], monkeypatch, capsys)
     data = _answer_json(res)
     assert len(data["answers"]) == 1

@@ -49,8 +49,9 @@ def test_discover_then_extend_then_reload(tmp_path):
 
     heldout = tmp_path / "heldout.txt"
     heldout.write_text("The nurse gave neurogenix.\n(cardiofloxin) was stopped.\n")
-    out = qwenft("extend", "model=tiny", f"tokenizer.words_file={tmp_path}/disc/words.txt", "tokenizer.init=mean_subword",
-                 f"eval_text={heldout}", f"out={tmp_path}/ext", f"hydra.run.dir={tmp_path}/h2", cwd=tmp_path)
+    out = qwenft("extend", "model=tiny", f"tokenizer.words_file={tmp_path}/disc/words.txt",
+                 "tokenizer.init=mean_subword", f"eval_text={heldout}", f"out={tmp_path}/ext",
+                 f"hydra.run.dir={tmp_path}/h2", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "zero-shot on 2 held-out texts" in out.stdout and "(Qwen's pieces)" in out.stdout
     ext = tmp_path / "ext"

@@ -136,7 +136,8 @@ def test_question_scope_keeps_its_cache_keys_and_scopes_do_not_collide():
     # a named file and the same override give the same key (same settings, same name)
     named = load_strategy("step_back_prompt")
     assert prediction_key(rec, named, "per_question", "S") == prediction_key(
-        rec, dataclasses.replace(step_back, name="step_back_prompt", scope="prompt", layout="whole"), "per_question", "S")
+        rec, dataclasses.replace(step_back, name="step_back_prompt", scope="prompt", layout="whole"),
+        "per_question", "S")
 
 
 def test_named_strategy_files_compose_as_hydra_composes_them():

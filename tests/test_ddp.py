@@ -10,7 +10,8 @@ from trainutil import TINY, qwenft
 def test_two_cpu_processes_see_disjoint_data_and_end_identical(tmp_path):
     run = tmp_path / "ddp"
     out = qwenft("train", *TINY, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
-                 "trainer.max_steps=3", "trainer.val_check_interval=100", "+callbacks.rank_state._target_=hooks.RankState",
+                 "trainer.max_steps=3", "trainer.val_check_interval=100",
+                 "+callbacks.rank_state._target_=hooks.RankState",
                  f"+callbacks.rank_state.out_dir={run}",
                  f"hydra.run.dir={run}", cwd=tmp_path, timeout=900)
     assert out.returncode == 0, out.stderr[-4000:]

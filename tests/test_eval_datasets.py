@@ -93,7 +93,8 @@ def test_agentclinic_cases_become_scenarios_with_a_scored_diagnosis():
         assert case["Patient_Actor"]["Demographics"] in rec["scenario"]
         assert rec["summary"].startswith(f"A {case['Patient_Actor']['Demographics']} presenting with")
         if case["Test_Results"]:
-            assert len(rec["questions"]) == 2 and rec["answers"][1].startswith(next(iter(case["Test_Results"])).replace("_", " "))
+            first_test = next(iter(case["Test_Results"])).replace("_", " ")
+            assert len(rec["questions"]) == 2 and rec["answers"][1].startswith(first_test)
         else:
             assert len(rec["questions"]) == 1 and "Test results:" not in rec["scenario"]
     # test results name the diagnosis in 16 cases: withheld, only one (an examination sign) still does

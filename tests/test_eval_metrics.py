@@ -150,8 +150,10 @@ def test_kqa_contradiction_proxy_flags_negated_answers():
     assert np.mean(own) < 0.06  # the false-positive floor of a lexical proxy on the physicians' own words
     assert np.mean(negated) > 0.35
     statement = "Lexapro is not approved for use in pediatric patients less than 12 years of age."
-    assert contradiction_rate("Lexapro is approved for pediatric patients less than 12 years of age.", [statement]) == 1.0
-    assert contradiction_rate("Lexapro is not approved for pediatric patients under 12 years of age.", [statement]) == 0.0
+    opposite = "Lexapro is approved for pediatric patients less than 12 years of age."
+    same = "Lexapro is not approved for pediatric patients under 12 years of age."
+    assert contradiction_rate(opposite, [statement]) == 1.0
+    assert contradiction_rate(same, [statement]) == 0.0
     assert contradiction_rate("Take it with food.", [statement]) == 0.0  # unrelated: neither supported nor contradicted
     assert math.isnan(must_have_coverage("anything", [])) and math.isnan(contradiction_rate("x", ["the of"]))
 

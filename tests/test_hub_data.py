@@ -106,7 +106,8 @@ def test_an_unreachable_hub_dataset_is_one_line(monkeypatch):
 
 
 def test_data_files_value_is_checked():
-    validate(compose("train", ["experiment=demo", "data.data_files={train: a.jsonl, test: [b.jsonl, c.jsonl]}"]), "train")
+    files = "data.data_files={train: a.jsonl, test: [b.jsonl, c.jsonl]}"
+    validate(compose("train", ["experiment=demo", files]), "train")
     with pytest.raises(UserError, match="data.data_files"):
         validate(compose("train", ["experiment=demo", "data.data_files=3"]), "train")
 

@@ -162,7 +162,8 @@ def test_a_run_killed_during_a_validation_has_that_validation_after_its_resume(t
     """last.ckpt of step 3 is saved before step 3's validation; killed during it, the resumed run started after
     step 3 and Lightning skipped the validation: history.jsonl had no val row for step 3. Now it is run."""
     run = tmp_path / "r"
-    args = [*TINY, "trainer.max_steps=6", "trainer.val_check_interval=3", "callbacks.last_checkpoint.every_n_train_steps=3",
+    args = [*TINY, "trainer.max_steps=6", "trainer.val_check_interval=3",
+            "callbacks.last_checkpoint.every_n_train_steps=3",
             "export.enabled=false", "data.max_val_examples=4", f"hydra.run.dir={run}"]
     killed = qwenft("train", *args, "+callbacks.kill._target_=hooks.KillInValidation", "+callbacks.kill.step=3",
                     cwd=tmp_path)

@@ -70,8 +70,9 @@ def test_conf_groups_live_inside_the_package():
 
 def test_no_import_cycles_between_modules():
     """Lazy (in-function) imports count: a cycle hidden in a function is still two modules that need each other
-    (``engines`` <-> ``vllm_server``, now the package ``clinical/engines`` of ``base``, ``hf``, ``vllm`` and ``choose``; ``metrics.choice`` <-> ``metrics.clinical`` and ``strategies`` <-> ``stages``
-    <-> ``pool_rerank`` were; their shared parts now live in ``clinical/engines/base.py``, ``metrics/text.py`` and
+    (``engines`` <-> ``vllm_server``, now the package ``clinical/engines`` of ``base``, ``hf``, ``vllm`` and
+    ``choose``; ``metrics.choice`` <-> ``metrics.clinical`` and ``strategies`` <-> ``stages`` <-> ``pool_rerank``
+    were; their shared parts now live in ``clinical/engines/base.py``, ``metrics/text.py`` and
     ``strategies.rerank_pool``, and ``answer`` in ``stages``)."""
     imports = _imports()
     graph = nx.DiGraph()

@@ -52,7 +52,8 @@ class Served:
             except queue.Empty:
                 if self.proc.poll() is not None:
                     time.sleep(0.5)  # let the pumps read what is left
-                    raise AssertionError(f"qwenft serve exited with {self.proc.returncode}: {self.stderr[-20:]}") from None
+                    why = f"qwenft serve exited with {self.proc.returncode}: {self.stderr[-20:]}"
+                    raise AssertionError(why) from None
                 continue
             if "OpenAI-compatible API (vLLM): " in line:
                 self.openai = line.split("OpenAI-compatible API (vLLM): ")[1].split()[0]

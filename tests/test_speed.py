@@ -29,7 +29,8 @@ def test_cpu_defaults_compute_what_they_always_did():
     assert resolve(cfg.head_loss, "cpu") == "dense"
     gpu = compose("train", ["model=tiny", "trainer=gpu"])
     assert frozen_dtype(gpu.frozen_dtype, gpu.trainer.accelerator, gpu.trainer.precision) == torch.bfloat16
-    assert frozen_dtype("auto", "gpu", "32-true") is None and frozen_dtype("bfloat16", "cpu", "32-true") == torch.bfloat16
+    assert frozen_dtype("auto", "gpu", "32-true") is None
+    assert frozen_dtype("bfloat16", "cpu", "32-true") == torch.bfloat16
 
 
 def test_every_switch_composes_and_validates():

@@ -177,7 +177,8 @@ def _final(run):
 
 @pytest.mark.slow  # several CLI runs: over a minute on 2 CPU cores
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
-    args = [*TINY, "trainer.max_steps=6", "trainer.val_check_interval=100", "callbacks.last_checkpoint.every_n_train_steps=3",
+    args = [*TINY, "trainer.max_steps=6", "trainer.val_check_interval=100",
+            "callbacks.last_checkpoint.every_n_train_steps=3",
             "peft.dropout=0.1"]
     a = qwenft("train", *args, f"hydra.run.dir={tmp_path}/a", cwd=tmp_path)
     assert a.returncode == 0, a.stderr[-3000:]
@@ -251,10 +252,12 @@ def test_sigterm_saves_a_checkpoint_and_stops_without_exporting(tmp_path):
     run = tmp_path / "r"
     proc = subprocess.Popen(
         [sys.executable, "-m", "qwenft.cli", "train", *TINY, "trainer.max_steps=100000", "trainer.log_every_n_steps=1",
-         "trainer.val_check_interval=100000", "callbacks.last_checkpoint.every_n_train_steps=100000", f"hydra.run.dir={run}"],
+         "trainer.val_check_interval=100000", "callbacks.last_checkpoint.every_n_train_steps=100000",
+         f"hydra.run.dir={run}"],
         cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
-    while time.time() < deadline and not ((run / "history.jsonl").exists() and "train/loss" in (run / "history.jsonl").read_text()):
+    history = run / "history.jsonl"
+    while time.time() < deadline and not (history.exists() and "train/loss" in history.read_text()):
         time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=300)
@@ -309,8 +312,8 @@ def test_prompt_completion_files_without_val_still_report_new_words(tmp_path, ca
     from qwenft.train.loop import train_steps
 
     words = ["neurogenix", "flyrcrark"]
-    rows = [{"prompt": f"What is item {i}?", "completion": f"Item {i} is {words[i % 2]}, given {'twice ' * (i % 5)}daily."}
-            for i in range(12)]
+    rows = [{"prompt": f"What is item {i}?",
+             "completion": f"Item {i} is {words[i % 2]}, given {'twice ' * (i % 5)}daily."} for i in range(12)]
     (tmp_path / "train.csv").write_text("prompt,completion\n" + "".join(f'"{r["prompt"]}","{r["completion"]}"\n'
                                                                            for r in rows))
     overrides = [o for o in TINY if not o.startswith(("logger=", "tokenizer.words_file"))] + [

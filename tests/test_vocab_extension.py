@@ -304,7 +304,8 @@ def _texts(draw, words: list[str]) -> str:
 def _one_token_problems(text: str, tok, forms: list[FormReport]) -> list[str]:
     """Occurrences of wholly added words, bounded by non-alphanumerics, that are not exactly their one token."""
     ids_by_form = {f.form: f.id for f in forms if f.status == ADDED}
-    added = sorted({f.word for f in forms if f.status == ADDED and " " + f.word in ids_by_form and f.word in ids_by_form},
+    added = sorted({f.word for f in forms
+                    if f.status == ADDED and " " + f.word in ids_by_form and f.word in ids_by_form},
                    key=len, reverse=True)
     if not added:
         return []

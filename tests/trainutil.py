@@ -8,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parent), os.environ.get("PYTHONPATH", "")]), "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+ENV = {**os.environ,
+       "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parent), os.environ.get("PYTHONPATH", "")]),
+       "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
 TINY = [
     "model=tiny", "logger=csv", "callbacks.rich_progress_bar=null", "data.max_length=128", "data.batch_size=4",
     "data.max_val_examples=8", "tokenizer.words_file=${demo:words.txt}", "trainer.precision=32-true",

@@ -2,7 +2,7 @@
 as it was before issue 29. Non-pad tokens/s, MFU and peak memory, on Qwen2.5-0.5B's shape with random weights.
 
     python -m experiments.bench.gpu_throughput --out $OUT                          # the GPU run (< 6 min)
-    python -m experiments.bench.gpu_throughput --device cpu --tiny --out DIR       # the dry run (tests/test_gpu_throughput.py)
+    python -m experiments.bench.gpu_throughput --device cpu --tiny --out DIR       # the dry run (its test)
 
 How to run it on the device machine: ``experiments/results/gpu_throughput/README.md``.
 
@@ -348,7 +348,8 @@ def main(argv: list[str] | None = None) -> dict:
                          run_qwenft(arm, args, profile, data_file, cuda, tmp))
             except Exception as err:  # noqa: BLE001 - one arm failing must not lose the others' numbers
                 traceback.print_exc()
-                results.append({**row, "error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"})
+                first = str(err).splitlines()[0] if str(err) else ""
+                results.append({**row, "error": f"{type(err).__name__}: {first}"})
                 continue
             if cuda:
                 stats["peak_alloc_gib"] = torch.cuda.max_memory_allocated() / 2**30

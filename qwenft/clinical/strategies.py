@@ -1,7 +1,7 @@
 """The ways to answer a multi-question clinical prompt (``conf/strategy/*.yaml``: six classes, two scopes).
 
-``whole_prompt`` (:class:`WholePrompt`) sends the whole prompt as one retrieval query and one generation, then parses the
-response back into the structure. Every other strategy answers per question -- the deterministic split of
+``whole_prompt`` (:class:`WholePrompt`) sends the whole prompt as one retrieval query and one generation, then parses
+the response back into the structure. Every other strategy answers per question -- the deterministic split of
 ``parse.py``, no model needed -- and they differ only in what they retrieve with:
 
 * ``decomposition``: the question itself (with the scenario, ``query_template``);

@@ -231,7 +231,8 @@ class ResumableLoader:
     def __init__(self, examples: list[dict], batch_size: int, pad_id: int, seed: int, shuffle: bool = True,
                  rank: int = 0, world_size: int = 1, packing: bool = False, tokens_per_batch: int | None = None,
                  pack_length: int | None = None) -> None:
-        self.examples, self.batch_size, self.pad_id, self.seed, self.shuffle = examples, batch_size, pad_id, seed, shuffle
+        self.examples, self.batch_size, self.pad_id = examples, batch_size, pad_id
+        self.seed, self.shuffle = seed, shuffle
         self.packing = packing
         # data.tokens_per_batch: batches by token count (qwenft.data.packing); packed rows at most pack_length long
         self.tokens_per_batch = tokens_per_batch

@@ -188,7 +188,8 @@ def _json_array(path: Path, text: str) -> Iterator[Row]:
             try:
                 value, i = decoder.raw_decode(text, i)
             except json.JSONDecodeError as err:
-                raise DataError(str(path), line_at(err.pos), f"malformed JSON: {err.msg} (column {err.colno})") from None
+                problem = f"malformed JSON: {err.msg} (column {err.colno})"
+                raise DataError(str(path), line_at(err.pos), problem) from None
             except _DuplicateKey as err:
                 raise DataError(str(path), where, str(err)) from None
             except (ValueError, RecursionError) as err:

@@ -11,8 +11,9 @@ tokens whatever the examples' lengths. Two layouts, chosen by ``data.packing`` a
   (dense, so its cost grows with the row's length squared: rows stay ``pack_length`` long), a block-sparse mask for
   ``flex_attention``, varlen kernels for ``flash_attention_2/3`` (which read the restarts only in a one-row batch:
   with flash attention a batch is ONE row of the whole budget, ``row_length``). This is
-  ``DataCollatorWithFlattening``'s layout, several rows at once. The short tail of a row is filled with pad tokens that form their own sequence (positions
-  0.., labels -100), so they attend to nothing real and count as padding, not as tokens;
+  ``DataCollatorWithFlattening``'s layout, several rows at once. The short tail of a row is filled with pad tokens
+  that form their own sequence (positions 0.., labels -100), so they attend to nothing real and count as padding,
+  not as tokens;
 * padded (``data.packing=false``): examples sorted by length inside shuffled buckets, a batch grows while
   ``examples * longest <= tokens_per_batch``.
 

@@ -17,8 +17,9 @@ NLI model, so both are **proxies**, reported as ``must_have_coverage`` and ``con
 * a statement is *contradicted* when a single answer sentence supports it lexically (same test) but with the
   opposite polarity: in the clause that shares most content words with the statement (clauses split at
   punctuation and at but/however/although/...), one of the two has an odd number of negation cues (not, no,
-  never, none, nor, neither, without, cannot, -n't, non-) and the other an even number. This catches the contradiction an NLI judge finds most
-  often in short medical statements -- "X is (not) recommended" -- and nothing else: antonyms ("increases" /
+  never, none, nor, neither, without, cannot, -n't, non-) and the other an even number. This catches the
+  contradiction an NLI judge finds most often in short medical statements -- "X is (not) recommended" -- and
+  nothing else: antonyms ("increases" /
   "decreases"), wrong numbers or wrong drugs are missed, and a negation elsewhere in a long sentence can raise a
   false flag. Read it as a lower bound on contradictions plus noise, comparable between strategies scored the
   same way, not as K-QA's hallucination rate.

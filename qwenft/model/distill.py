@@ -135,7 +135,8 @@ class Pair:
     occurrences: list[tuple[int, int, int]]  # (student position of the new token, teacher first piece, n pieces)
 
 
-def align(text: str, base: PreTrainedTokenizerBase, extended: PreTrainedTokenizerBase, new_ids: set[int]) -> Pair | None:
+def align(text: str, base: PreTrainedTokenizerBase, extended: PreTrainedTokenizerBase,
+          new_ids: set[int]) -> Pair | None:
     t = base(text, add_special_tokens=False, return_offsets_mapping=True)
     s = extended(text, add_special_tokens=False, return_offsets_mapping=True)
     ends = {b: k for k, (_, b) in enumerate(t.offset_mapping)}
@@ -216,7 +217,8 @@ def distill_rows(
                  len(short), len(words), half)
     new_ids = {t.id for t in targets}
     ctx = base_tokenizer.convert_tokens_to_ids("<|endoftext|>")
-    pairs = [p for w in words for text in snippets[w] if (p := align(text, base_tokenizer, extended_tokenizer, new_ids))]
+    pairs = [p for w in words for text in snippets[w]
+             if (p := align(text, base_tokenizer, extended_tokenizer, new_ids))]
     if not pairs:
         log.warning("distill: no snippet could be aligned; the rows keep their initial values")
         return {"snippets": 0}

@@ -18,7 +18,7 @@ from transformers.convert_slow_tokenizer import TikTokenConverter
 
 # The Qwen2 pre-tokenizer split regex (single digits, unlike cl100k's \p{N}{1,3}).
 QWEN2_SPLIT_REGEX = (
-    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""  # noqa: E501
 )
 
 # (content, special) for ids 151643..151664, in order. Qwen2.5 marks the tool-call and FIM tokens non-special

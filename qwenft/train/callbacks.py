@@ -106,7 +106,8 @@ class History(pl.Callback):
                 row = json.loads(line)
             except ValueError:
                 continue  # a line cut short by a kill
-            if isinstance(row, dict) and isinstance(row.get("step"), int | float) and row["step"] <= trainer.global_step:
+            step = row.get("step") if isinstance(row, dict) else None
+            if isinstance(step, int | float) and step <= trainer.global_step:
                 rows.append(row)
         self._kept = {(r["step"], self._kind(r)) for r in rows}
         atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in rows))

@@ -81,7 +81,7 @@ class QwenFTModule(pl.LightningModule):
         self.model = model
         self.head_loss, self.head_loss_chunk = head_loss, head_loss_chunk  # train.yaml head_loss (auto: by device)
         self._head_loss_resolved = False
-        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler  # partials from conf/optim, conf/scheduler
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler  # partials: conf/optim, conf/scheduler
         self.rows_lr = rows_lr
         # what config-built callbacks read in their setup(): the (extended) tokenizer, the format, the new words
         self.tokenizer, self.instruct, self.words = tokenizer, instruct, list(words or [])

@@ -85,7 +85,8 @@ def check_resume_data(state: dict | None, ckpt: Path | None, data_sha256: dict[s
     split = changed[0]
     before, now = saved.get(split), data_sha256.get(split)
     what = (f"its {split} data had sha256 {before[:12]}…, now {now[:12]}…" if before and now else
-            f"it was trained {'without' if not before else 'with'} a {split} split, now {'without' if not now else 'with'}")
+            f"it was trained {'without' if not before else 'with'} a {split} split, "
+            f"now {'without' if not now else 'with'}")
     if not allow_change:
         raise UserError(f"ckpt_path={ckpt}: resuming with other data than the checkpoint was trained on ({what}); "
                         "use the same data files, or set allow_data_change=true to continue on new data")

@@ -58,7 +58,8 @@ def package_versions() -> dict[str, str]:
 def run_info(cfg: DictConfig, data_hashes: dict[str, str]) -> dict:
     from qwenft.train.export import command_line
 
-    return {"command": command_line(), "git_commit": git_commit(), "git_dirty": git_dirty(), "python": platform.python_version(),
+    return {"command": command_line(), "git_commit": git_commit(), "git_dirty": git_dirty(),
+            "python": platform.python_version(),
             "packages": package_versions(), "data_sha256": data_hashes, "seed": cfg.seed,
             # timings are only comparable between runs on the same kind of CPU at the same precision
             "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "native_bf16": native_bf16(),

@@ -19,8 +19,8 @@ line; pairs without an answer are skipped by the conversion, not here (an empty 
   ids then only match if it uses MedQuAD's ids).
 * **Reproducible by seed**: which group goes to which split, the prompt order and each prompt's questions are
   functions of ``seed`` and the group alone (a hash), not of the file order or of ``n_prompts``.
-* **Splits** by focus (whatever the source), so no focus is in both: ``split=test`` (a ``test_fraction`` of the groups), ``train`` (the
-  rest, e.g. for fine-tuning: ``write_records``), or ``all``.
+* **Splits** by focus (whatever the source), so no focus is in both: ``split=test`` (a ``test_fraction`` of the
+  groups), ``train`` (the rest, e.g. for fine-tuning: ``write_records``), or ``all``.
 """
 
 from __future__ import annotations

@@ -53,7 +53,8 @@ class VllmSettings:
     ``python``: the interpreter of the vLLM environment (null: ``$QWENFT_VLLM_PYTHON``, then ``.venv-vllm`` in the
     checkout, then ``$QWENFT_CACHE/venv-vllm``, then this interpreter if it imports vllm). ``url``: a vLLM server
     that is already running (e.g. the one ``qwenft serve`` prints) instead of starting one; it must serve the same
-    model folder. ``host``/``port`` of a server started here (port 0: a free one). ``kv_cache_gib``: CPU KV cache (``VLLM_CPU_KVCACHE_SPACE``).
+    model folder. ``host``/``port`` of a server started here (port 0: a free one). ``kv_cache_gib``: CPU KV cache
+    (``VLLM_CPU_KVCACHE_SPACE``).
     ``max_model_len``: null = the model's own context. ``parallel``: prompts ``evaluate`` keeps in flight.
     ``compile``: torch.compile the model (vLLM's default; on a CPU it doubles the start-up for ~20 % faster
     decoding), else ``--enforce-eager``.

@@ -10,8 +10,8 @@
 * ``auto``: ``vllm`` where it is installed, this machine can run it and the model is a folder; else ``hf``, with
   one line on stderr saying why.
 
-Every engine has the same small surface: ``complete(prompts, settings[, counts]) -> texts`` (one user message per prompt,
-greedy unless ``settings.do_sample``), ``close()``, and what the answering code reads off a loaded model
+Every engine has the same small surface: ``complete(prompts, settings[, counts]) -> texts`` (one user message per
+prompt, greedy unless ``settings.do_sample``), ``close()``, and what the answering code reads off a loaded model
 (``tokenizer``, ``instruct``, ``name``, ``context_length``). ``parallel`` says how many prompts may be in flight
 at once (``qwenft evaluate`` answers that many concurrently): 1 for ``hf``, whose model is not thread-safe.
 """
