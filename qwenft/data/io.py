@@ -27,7 +27,7 @@ import io
 import json
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -665,6 +665,13 @@ def _txt_rows(path: Path, data: bytes, unit: str) -> Iterator[Row]:
             block, start = [], 0
 
 
+#: one reader a file kind: (path, the file's bytes or None) -> rows ``(line, value, problem)``
+READERS: dict[str, Callable[[Path, bytes | None], Iterator[Row]]] = {
+    ".jsonl": _json_rows, ".json": _json_rows, ".csv": _csv_rows, ".parquet": lambda path, _: _parquet_rows(path),
+}
+assert set(READERS) == set(SUFFIXES)
+
+
 def load_records(path: str | Path, *, schema: str | None = "auto", columns: dict | None = None,
                  skip_bad_rows: bool = False, max_chars: int | None = None, text_unit: str = "line",
                  split: str = "train", data_files: Any = None) -> LoadResult:
@@ -708,10 +715,7 @@ def load_records(path: str | Path, *, schema: str | None = "auto", columns: dict
         raise DataError(str(path), None, f"unsupported file type {path.suffix or '(no extension)'!r} "
                                          f"(supported: {_SUPPORTED}, or .txt for raw text)")
     else:
-        if suffix != ".parquet":
-            data = read_bytes(path, "data")
-        rows = (_json_rows(path, data) if suffix in (".jsonl", ".json")
-                else _csv_rows(path, data) if suffix == ".csv" else _parquet_rows(path))
+        rows, data = _file_rows(path, suffix)
 
     records: list[dict] = []
     skipped: list[tuple[int, str]] = []
@@ -762,8 +766,15 @@ def iter_rows(path: str | Path) -> Iterator[Row]:
     if suffix not in SUFFIXES:
         raise DataError(str(path), None, f"unsupported file type {path.suffix or '(no extension)'!r} "
                                          f"(supported: {_SUPPORTED})")
+    return _file_rows(path, suffix)[0]
+
+
+def _file_rows(path: Path, suffix: str) -> tuple[Iterator[Row], bytes | None]:
+    """The rows of a data file by its kind (``READERS``), and the bytes read (None where the reader opens the file
+    itself: Parquet); bounded, FIFO-refusing reads either way."""
+    reader = READERS[suffix]
     if suffix == ".parquet":
         check_regular(path, "data")
-        return _parquet_rows(path)
+        return reader(path, None), None
     data = read_bytes(path, "data")
-    return _json_rows(path, data) if suffix in (".jsonl", ".json") else _csv_rows(path, data)
+    return reader(path, data), data
