@@ -34,6 +34,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from experiments.stats import fmt_ci
@@ -111,7 +112,9 @@ def score(model, tokenizer, texts: dict[str, list[str]], words: list[str]) -> di
 
 
 def step0(arm: str, model_name: str, words: list[str], corpus: list[str], texts: dict, seed: int) -> dict:
-    """Extend (or not) and score before any training; ``corpus``: the training documents the rows distill on."""
+    """Extend (or not) and score before any training; ``corpus``: the documents the rows distill on -- the same
+    training documents the trained arms read, so a trained arm starts from exactly these rows (and reads them
+    from ``qwenft.model.distill_cache`` instead of distilling again)."""
     from hydra.utils import instantiate
 
     from qwenft.config import compose
@@ -132,12 +135,12 @@ def step0(arm: str, model_name: str, words: list[str], corpus: list[str], texts:
 
 
 def trained(arm: str, model_name: str, words: list[str], data_dir: Path, texts: dict, steps: int, batch: int,
-            seed: int, max_length: int = 256) -> dict:
+            seed: int, max_length: int = 256, overrides: Sequence[str] = ()) -> dict:
     from qwenft.config import compose
     from qwenft.train.loop import train
 
     over = ["tokenizer=none", f"eval_words_file={data_dir / 'words.txt'}"] if arm == "pieces" else \
-        [f"tokenizer.words_file={data_dir / 'words.txt'}", f"tokenizer.init={arm}"]
+        [f"tokenizer.words_file={data_dir / 'words.txt'}", f"tokenizer.init={arm}", *overrides]
     with tempfile.TemporaryDirectory() as run_dir:
         cfg = compose("train", [
             f"model={model_name}", "data=text", f"data.train_path={data_dir / 'train.txt'}", f"data.batch_size={batch}",
@@ -168,7 +171,8 @@ def table(rows: list[dict], title: str) -> list[str]:
             nll = [r[form]["new_word_nll"] for r in rs]
             bpb = [r[form]["bits_per_byte"] for r in rs]
             d = [r[form]["new_word_nll"] - ref[r["seed"]]["new_word_nll"] for r in rs if r["seed"] in ref]
-            db = [100 * (r[form]["bits_per_byte"] / ref[r["seed"]]["bits_per_byte"] - 1) for r in rs if r["seed"] in ref]
+            db = [100 * (r[form]["bits_per_byte"] / ref[r["seed"]]["bits_per_byte"] - 1)
+                  for r in rs if r["seed"] in ref]
             lines.append(f"| {wset} | {form} | {arm} | {len(rs)} | {fmt_ci(nll)} | "
                          f"{fmt_ci(d, signed=True) if d and arm != 'pieces' else ''} | {fmt_ci(bpb)} | "
                          f"{fmt_ci(db, signed=True) if db and arm != 'pieces' else ''} | "
@@ -185,6 +189,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--max-length", type=int, default=256, help="training window (tokens); 2-core CPUs: 64")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", dest="overrides",
+                    help="Hydra overrides for the extended arms' training, e.g. tokenizer.rows_lr=1e-4; "
+                         "their rows are labelled arm[KEY=VALUE]")
     ap.add_argument("--out", default="experiments/results/newword_real")
     ap.add_argument("--table-only", action="store_true", help="run nothing: RESULTS.md from --out's results.json")
     args = ap.parse_args(argv)
@@ -198,6 +205,7 @@ def main(argv: list[str] | None = None) -> dict:
     results_path = out / "results.json"
     done = json.loads(results_path.read_text()) if results_path.is_file() else {"rows": []}
     have = {(r["words"], r["arm"], r["seed"], r.get("steps", 0)) for r in done["rows"]}
+    tag = f"[{','.join(args.overrides)}]" if args.overrides else ""
     for wset in [] if args.table_only else args.words:
         words = sets[wset]
         data_dir = out / "data" / wset
@@ -210,14 +218,17 @@ def main(argv: list[str] | None = None) -> dict:
         for seed in args.seeds:
             for arm in args.arms:
                 for steps in ([0] if args.steps == 0 else [0, args.steps]):
-                    if (wset, arm, seed, steps) in have:
+                    label = arm + tag if steps and arm != "pieces" else arm  # overrides change training only
+                    if (wset, label, seed, steps) in have:
                         continue
-                    if steps == 0 and arm != "distill" and seed != args.seeds[0]:
+                    if steps == 0 and arm != "distill" and (seed != args.seeds[0] or any(
+                            h[:2] == (wset, arm) and h[3] == 0 for h in have)):
                         continue  # pieces / mean_subword / adaptivocab rows do not depend on the seed
-                    row = step0(arm, args.model, words, corpus, texts, seed) if steps == 0 else \
+                    row = step0(arm, args.model, words, docs, texts, seed) if steps == 0 else \
                         trained(arm, args.model, words, data_dir, texts, steps, args.batch, seed,
-                                args.max_length)
-                    row.update(words=wset, steps=steps, **({"max_length": args.max_length} if steps else {}))
+                                args.max_length, args.overrides if arm != "pieces" else ())
+                    row.update(arm=label, words=wset, steps=steps, distill_texts="train_docs",
+                               **({"max_length": args.max_length} if steps else {}))
                     done["rows"].append(row)
                     results_path.write_text(json.dumps(done, indent=1))  # resumable: a crash keeps what is done
                     print(json.dumps({k: v for k, v in row.items() if k not in ("plain", "qa")}
