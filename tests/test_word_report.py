@@ -106,3 +106,11 @@ def test_train_reports_per_word_and_export_rebuilds_the_same_vocabulary(tmp_path
     export_run(tmp_path / "run")
     vocab = json.loads((tmp_path / "run" / "merged" / "qwenft_vocab.json").read_text())
     assert vocab["words_report"] == report and "neurogenix" not in json.dumps(vocab["forms"])
+
+    def no_scoring(*args, **kwargs):
+        raise AssertionError("a resume scored the held-out text again")
+
+    monkeypatch.setattr(word_report, "new_word_nll", no_scoring)  # a resume rebuilds the vocabulary from the record
+    train_steps([*overrides, "ckpt_path=last"], steps=2, run_dir=tmp_path / "run")
+    resumed = json.loads((tmp_path / "run" / "run_info.json").read_text())
+    assert resumed["words_report"] == report and resumed["words"] == 2

@@ -7,9 +7,11 @@ before the optimizer sees its parameters. ``qwenft export`` rebuilds a finished 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -42,11 +44,29 @@ class Built:
 
 
 def build_model(cfg: DictConfig, train_texts: list[str], report_texts: Sequence[str] = (),
-                exclude: Sequence[str] = ()) -> Built:
-    """Load ``cfg.model``, add the run's words (less ``exclude``), wrap it for training."""
-    loaded, tokenizer, new_ids, words, manifest = extend_vocabulary(cfg, instantiate(cfg.model), train_texts,
-                                                                    report_texts, exclude)
+                recorded: dict | None = None) -> Built:
+    """Load ``cfg.model``, add the run's words, wrap it for training.
+
+    ``recorded``: the step-0 word report a run already made (``run_info.json``; a resume, an export). Its dropped
+    words stay out and it is kept as it is, so the same vocabulary is rebuilt without scoring the held-out text
+    again (minutes on real weights)."""
+    recorded = recorded or None
+    loaded, tokenizer, new_ids, words, manifest = extend_vocabulary(
+        cfg, instantiate(cfg.model), train_texts, () if recorded else report_texts,
+        (recorded or {}).get("dropped") or ())
+    if recorded and manifest is not None:
+        manifest["words_report"] = recorded  # the step-0 report travels with the run and its exported model
     return Built(loaded, tokenizer, new_ids, words, manifest, wrap_model(cfg, loaded.model, new_ids))
+
+
+def recorded_report(run_info_path: Path) -> dict | None:
+    """The ``words_report`` a run wrote into its ``run_info.json`` (None: no file, unreadable, or no report)."""
+    try:
+        info = json.loads(run_info_path.read_text())
+    except (OSError, ValueError):
+        return None
+    report = info.get("words_report") if isinstance(info, dict) else None
+    return report if isinstance(report, dict) else None
 
 
 @dataclass

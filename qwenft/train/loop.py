@@ -30,7 +30,7 @@ from qwenft.data.text import read_texts
 from qwenft.errors import Interrupted, OutputError, UserError
 from qwenft.tokenizer.extend import words_from_config
 from qwenft.train import preflight, rundir
-from qwenft.train.build import Built, Splits, build_data, build_model
+from qwenft.train.build import Built, Splits, build_data, build_model, recorded_report
 from qwenft.train.callbacks import NewWordMetrics, SaveOnSignal, ValidateOnResume, validation_due
 from qwenft.train.checkpoint_io import load_checkpoint_file
 from qwenft.train.export import ExportSignals, export, model_card, publish
@@ -70,7 +70,7 @@ def _train(cfg: DictConfig, run_dir: Path, handles: dict | None) -> dict:
         cfg = OmegaConf.merge(cfg, {"paths": {"output_dir": str(run_dir)}})
     log.info("run dir: %s", run_dir)
     pre = preflight_run(cfg, run_dir)
-    built = build_model(cfg, pre.train_texts, pre.report_texts)
+    built = build_model(cfg, pre.train_texts, pre.report_texts, pre.recorded_report)
     if pre.resume.state is not None:  # refused here, before this run writes anything into the old run's dir
         check_resume_tokenizer(pre.resume.state, pre.resume.ckpt, built.tokenizer)
         pre.resume.state = None
@@ -96,6 +96,7 @@ class Preflight:
     train_texts: list[str]
     report_texts: list[str]
     resume: Resume
+    recorded_report: dict | None = None  # resuming: the step-0 word report of the run that wrote the checkpoint
 
 
 def preflight_run(cfg: DictConfig, run_dir: Path) -> Preflight:
@@ -108,11 +109,12 @@ def preflight_run(cfg: DictConfig, run_dir: Path) -> Preflight:
         words_from_config(cfg.tokenizer)  # a bad words file fails here too, not after the model loads
     data_sha256 = {k: v.sha256 for k, v in sources.items()}
     resume = open_resume(cfg, run_dir, data_sha256)
+    recorded = recorded_report(resume.ckpt.parent.parent / "run_info.json") if resume.ckpt else None
     strategy = cfg.strategy.name
     train_texts = split_texts(sources["train"], strategy)
     report_texts = zero_shot_texts(cfg, train_texts, split_texts(sources["val"], strategy) if "val" in sources
-                                   else None, read_texts).texts if cfg.tokenizer.extend else []
-    return Preflight(sources, data_sha256, train_texts, report_texts, resume)
+                                   else None, read_texts).texts if cfg.tokenizer.extend and not recorded else []
+    return Preflight(sources, data_sha256, train_texts, report_texts, resume, recorded)
 
 
 # ---------------------------------------------------------------------------------------------------- fit
@@ -380,10 +382,8 @@ def _export_run(run_dir: Path, ckpt: Path, checkpoint: str, push_to_hub: bool | 
     for note in recover(run_dir) + recover(run_dir / "checkpoints"):
         log.info("run dir: %s (left by an interrupted process)", note)
     sources = load_splits(cfg.data)
-    dropped = (info.get("words_report") or {}).get("dropped") or []
-    built = build_model(cfg, split_texts(sources["train"], cfg.strategy.name), exclude=dropped)  # no re-scoring
-    if built.manifest is not None and info.get("words_report"):
-        built.manifest["words_report"] = info["words_report"]  # the step-0 report travels with the exported model
+    recorded = info.get("words_report") if isinstance(info.get("words_report"), dict) else None
+    built = build_model(cfg, split_texts(sources["train"], cfg.strategy.name), recorded=recorded)  # no re-scoring
     saved = state.get("qwenft_tokenizer_sha256")
     if saved is not None and saved != tokenizer_sha256(built.tokenizer):
         raise UserError(f"{ckpt}: trained with another tokenizer than this run's config rebuilds (data or words "
