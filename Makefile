@@ -30,7 +30,7 @@ demo: offline-model    ## train on the bundled synthetic clinical set with vocab
 	WANDB_MODE=offline $(BIN)/qwenft train experiment=demo
 
 test: setup            ## every test, the slow ones (real weights) included
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 test-fast: setup       ## the tests without @pytest.mark.slow
 	$(BIN)/python -m pytest -q -m "not slow"
