@@ -13,7 +13,8 @@ occurrence: the sum over the tokens that spell it, so arms with different tokeni
 * ``qwenft`` -- qwenft's default: ``data=text`` (windows, packed), extension with kept/added forms,
   ``mean_subword`` rows that train (``trainable_rows=new_rows``), LoRA on every projection.
 * ablations: ``qwenft_qv`` (qwenft with the usual recipe's adapter, LoRA r=8 q/v), ``qwenft_frozen_rows``,
-  ``qwenft_init_default`` (mean of all rows, as resize does), ``qwenft_no_rows_lr`` (rows at the body's lr).
+  ``qwenft_init_default`` (mean of all rows, as resize does), ``qwenft_no_rows_lr`` (rows at the body's lr),
+  ``qwenft_rows_lr_1e-4`` and ``qwenft_init_distill_rows_lr_1e-4`` (rows at 1e-4 instead of 1e-3).
 * ``qwenft_init_gloss``: rows from a gloss of the word's kind ("a medicine", "a disease", "a clinical sign";
   ``init=description``). Three more levers were measured at commit 0e17cb5 and removed because they did not help
   (rows-only warm-up, a constant rows lr, output rows fitted to the pieces' probability in context): see
@@ -61,7 +62,8 @@ HELDOUT_TEMPLATES = {  # sentences never seen in training: only the words carry 
     "sign": ["Nurses noted {w} on the second day.", "Without {w}, {d} is unlikely."],
 }
 ARMS = ("none", "usual", "qwenft", "qwenft_qv", "qwenft_frozen_rows", "qwenft_init_default", "qwenft_no_rows_lr",
-        "qwenft_init_gloss", "qwenft_init_distill", "qwenft_init_adaptivocab", "qwenft_init_mean_subword")
+        "qwenft_init_gloss", "qwenft_init_distill", "qwenft_init_adaptivocab", "qwenft_init_mean_subword",
+        "qwenft_init_distill_rows_lr_1e-4", "qwenft_rows_lr_1e-4")
 GLOSS = {"drug": "a medicine", "disease": "a disease", "sign": "a clinical sign"}  # what the kind honestly tells
 LEARNING_RATE, MAX_LENGTH = 3e-4, 128
 
@@ -130,6 +132,9 @@ def qwenft_overrides(arm: str, data_dir: Path) -> list[str]:
             "qwenft_init_distill": ["tokenizer.init=distill"],
             "qwenft_init_adaptivocab": ["tokenizer.init=adaptivocab"],
             "qwenft_init_mean_subword": ["tokenizer.init=mean_subword"],
+            # rows at 1e-4: at 1e-3 training moved the distilled rows away (newword_real, stop 32)
+            "qwenft_init_distill_rows_lr_1e-4": ["tokenizer.init=distill", "tokenizer.rows_lr=1e-4"],
+            "qwenft_rows_lr_1e-4": ["tokenizer.rows_lr=1e-4"],
             }[arm]
 
 
