@@ -15,118 +15,30 @@ group option) into one line.
 from __future__ import annotations
 
 import difflib
-import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from qwenft.errors import UserError
-
-UINT32 = 2**32 - 1
-
-
-@dataclass(frozen=True)
-class Rule:
-    """What one key accepts. ``also``: extra allowed values outside the range (``-1`` = unlimited)."""
-
-    kind: str  # int | float | bool | str | enum | strlist | any
-    lo: float | None = None
-    hi: float | None = None
-    lo_open: bool = False
-    hi_open: bool = False
-    choices: tuple = ()
-    null: bool = False
-    also: tuple = ()
-    check: Callable[[Any], bool] | None = None  # kind="any": a custom predicate
-    text: str = ""  # kind="any": how to describe what is allowed
-    nonempty: bool = False
-
-    def describe(self) -> str:
-        if self.kind == "int" or self.kind == "float":
-            noun = "an integer" if self.kind == "int" else "a number"
-            if self.lo is not None and self.hi is not None:
-                rng = f"in {'(' if self.lo_open else '['}{_num(self.lo)}, {_num(self.hi)}{')' if self.hi_open else ']'}"
-            elif self.lo is not None:
-                rng = f"{'>' if self.lo_open else '>='} {_num(self.lo)}"
-            elif self.hi is not None:
-                rng = f"{'<' if self.hi_open else '<='} {_num(self.hi)}"
-            else:
-                rng = ""
-            out = f"{noun} {rng}".strip()
-            if self.also:
-                out += f" (or {', '.join(map(_num, self.also))})"
-        elif self.kind == "bool":
-            out = "true or false"
-        elif self.kind == "str":
-            out = "a non-empty text" if self.nonempty else "a text"
-        elif self.kind == "enum":
-            out = f"one of: {', '.join(dict.fromkeys(map(str, self.choices)))}"
-        elif self.kind == "strlist":
-            out = "a list of texts, e.g. [a,b]" + (" (non-empty)" if self.nonempty else "")
-        else:
-            out = self.text
-        return out + (" or null" if self.null else "")
-
-    def accepts(self, value: Any) -> bool:
-        if value is None:
-            return self.null
-        if self.kind in ("int", "float"):
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                return False
-            if self.kind == "int" and not isinstance(value, int):
-                return False
-            if not math.isfinite(value):
-                return False
-            if value in self.also:
-                return True
-            if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo):
-                return False
-            return not (self.hi is not None and (value >= self.hi if self.hi_open else value > self.hi))
-        if self.kind == "bool":
-            return isinstance(value, bool)
-        if self.kind == "str":
-            return isinstance(value, str) and (bool(value.strip()) or not self.nonempty)
-        if self.kind == "enum":
-            return any(value == c and type(value) is type(c) or (isinstance(value, str) and str(c) == value)
-                       for c in self.choices)
-        if self.kind == "strlist":
-            return isinstance(value, list | tuple | ListConfig) and all(isinstance(v, str) for v in value) and \
-                (len(value) > 0 or not self.nonempty)
-        return bool(self.check(value)) if self.check is not None else True
-
-
-def _num(x: float) -> str:
-    if isinstance(x, float) and x.is_integer() and abs(x) < 1e15:
-        return str(int(x))
-    if isinstance(x, int) and x >= 10**6:
-        return f"{x:_}".replace("_", " ")
-    return f"{x:g}"
-
-
-def Int(lo: int | None = None, hi: int | None = None, **kw) -> Rule:  # noqa: N802 - reads like a type
-    return Rule("int", lo, hi, **kw)
-
-
-def Float(lo: float | None = None, hi: float | None = None, **kw) -> Rule:  # noqa: N802
-    return Rule("float", lo, hi, **kw)
-
-
-def Enum(*choices, null: bool = False) -> Rule:  # noqa: N802
-    return Rule("enum", choices=choices, null=null)
-
-
-BOOL = Rule("bool")
-OPT_BOOL = Rule("bool", null=True)
-TEXT = Rule("str", nonempty=True)
-OPT_TEXT = Rule("str", null=True, nonempty=True)
-TEXTS = Rule("strlist")
-OPT_TEXTS = Rule("strlist", null=True)
-SEED = Int(0, UINT32)
-PROB = Float(0, 1, hi_open=True)
+from qwenft.rules import (
+    BOOL,
+    OPT_BOOL,
+    OPT_TEXT,
+    OPT_TEXTS,
+    PROB,
+    SEED,
+    TEXT,
+    TEXTS,
+    Enum,
+    Float,
+    Int,
+    Rule,
+    rules_of,
+)
+from qwenft.tokenizer.schema import TokenizerConfig
 
 
 def _is_texts_or_text(v: Any) -> bool:
@@ -259,28 +171,11 @@ PEFT = {
     "peft.target_modules": OPT_TEXTS,
 }
 
-TOKENIZER = {
-    "tokenizer.extend": BOOL,
-    "tokenizer.words": TEXTS,
-    "tokenizer.words_file": OPT_TEXT,
-    "tokenizer.discover": Rule("any", null=True, check=lambda v: isinstance(v, DictConfig | dict),
-                               text="{min_count: N, max_words: N, min_length: N}"),
-    "tokenizer.discover.min_count": Int(1, 10**9),
+TOKENIZER = {  # types, ranges and choices from the group's schema, beside the code that reads it
+    **rules_of(TokenizerConfig, "tokenizer"),
+    "tokenizer.discover.min_count": Int(1, 10**9),  # a mapping of qwenft.tokenizer.discover.discover_words' args
     "tokenizer.discover.max_words": Int(1, 10**6),
     "tokenizer.discover.min_length": Int(1, 1000),
-    "tokenizer.capitalized": BOOL,
-    "tokenizer.drop_worse": BOOL,
-    "tokenizer.init": Enum("distill", "mean_subword", "adaptivocab", "description", "default", "random"),
-    "tokenizer.distill.snippets_per_word": Int(1, 100000),
-    "tokenizer.distill.chars_before": Int(0, 100000),
-    "tokenizer.distill.chars_after": Int(0, 100000),
-    "tokenizer.distill.epochs": Int(0, 1000),
-    "tokenizer.distill.batch_size": Int(1, 100000),
-    "tokenizer.distill.lr": Float(0, 10, lo_open=True),
-    "tokenizer.distill.generated_tokens": Int(1, 4096),
-    "tokenizer.distill.seed": Int(0, UINT32, null=True),
-    "tokenizer.trainable_rows": Enum("new_rows", "all", "frozen"),
-    "tokenizer.rows_lr": Float(0, 10, lo_open=True),
 }
 
 TRAINER = {

@@ -37,25 +37,14 @@ import torch
 from torch import Tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from qwenft.model.row_settings import DistillSettings
 from qwenft.model.rows import NewRow, embeddings_tied
+
+__all__ = ["DistillSettings", "align", "distill_rows", "text_snippets", "written_snippets"]
 
 log = logging.getLogger(__name__)
 
 PROMPTS = ("The use of {w}", "Patients with {w}", "What is {w}? The {w}", "In {w},", "{w} is")
-
-
-@dataclass
-class DistillSettings:
-    """``tokenizer.distill``: the budget and weights of ``tokenizer.init=distill``."""
-
-    snippets_per_word: int = 6  # snippets per word from the text (the model writes some when it has under half)
-    chars_before: int = 60  # characters of context kept before an occurrence (cut at a space)
-    chars_after: int = 80  # characters kept after it
-    epochs: int = 1  # passes over the snippets
-    batch_size: int = 8
-    lr: float = 1e-4  # Adam on the new input rows only (1e-3 broke the offline model's rows: bits/byte 1.85 -> 4.8)
-    generated_tokens: int = 40  # length of a model-written snippet
-    seed: int = 0
 
 
 # ------------------------------------------------------------------------------------------------ snippets
@@ -77,7 +66,7 @@ def text_snippets(words: Sequence[str], texts: Sequence[str], settings: DistillS
     so the word recurs), drawn at random among all occurrences."""
     from qwenft.metrics.newword import word_pattern
 
-    rng = random.Random(settings.seed)
+    rng = random.Random(settings.seed or 0)  # None: the run did not say (extend_model passes its seed)
     found: dict[str, list[tuple[int, int]]] = {w: [] for w in words}
     pattern = word_pattern(list(words)) if words else None
     for i, text in enumerate(texts):
@@ -106,7 +95,7 @@ def written_snippets(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     out: dict[str, list[str]] = {w: [] for w in words}
-    torch.manual_seed(settings.seed)
+    torch.manual_seed(settings.seed or 0)
     try:
         for start in range(0, len(prompts), 32):
             chunk = prompts[start : start + 32]
@@ -241,7 +230,7 @@ def distill_rows(
     for p, _ in flags:
         p.requires_grad_(False)
     model.eval()
-    rng = random.Random(settings.seed)
+    rng = random.Random(settings.seed or 0)  # None: the run did not say (extend_model passes its seed)
     batches = [b for _ in range(settings.epochs) for b in _batches(rng.sample(pairs, len(pairs)), settings.batch_size)]
     bar = _Progress(len(batches), progress)
     losses: list[float] = []

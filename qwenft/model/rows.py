@@ -20,9 +20,10 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from qwenft.errors import UserError
+from qwenft.model.row_settings import INITS
 
 log = logging.getLogger(__name__)
-STRATEGIES = ("distill", "mean_subword", "adaptivocab", "description", "default", "random")
+STRATEGIES = INITS  # declared once, with the config schema's other row settings
 
 
 class NewRow(Protocol):

@@ -1,0 +1,148 @@
+"""What a config key accepts (``Rule``), and the schemas' way of saying it beside each field (``setting``).
+
+A config group's schema is a dataclass beside the code that reads the group; each field carries its rule and a
+one-line doc (``setting(default, rule, doc)``), and ``qwenft.validation`` derives its per-key checks from those
+fields (``rules_of``), so a setting's type, range and allowed values are written once. This module imports
+nothing of qwenft, so any schema can use it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import ListConfig
+
+UINT32 = 2**32 - 1
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What one key accepts. ``also``: extra allowed values outside the range (``-1`` = unlimited)."""
+
+    kind: str  # int | float | bool | str | enum | strlist | any
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    choices: tuple = ()
+    null: bool = False
+    also: tuple = ()
+    check: Callable[[Any], bool] | None = None  # kind="any": a custom predicate
+    text: str = ""  # kind="any": how to describe what is allowed
+    nonempty: bool = False
+
+    def describe(self) -> str:
+        if self.kind == "int" or self.kind == "float":
+            noun = "an integer" if self.kind == "int" else "a number"
+            if self.lo is not None and self.hi is not None:
+                rng = f"in {'(' if self.lo_open else '['}{_num(self.lo)}, {_num(self.hi)}{')' if self.hi_open else ']'}"
+            elif self.lo is not None:
+                rng = f"{'>' if self.lo_open else '>='} {_num(self.lo)}"
+            elif self.hi is not None:
+                rng = f"{'<' if self.hi_open else '<='} {_num(self.hi)}"
+            else:
+                rng = ""
+            out = f"{noun} {rng}".strip()
+            if self.also:
+                out += f" (or {', '.join(map(_num, self.also))})"
+        elif self.kind == "bool":
+            out = "true or false"
+        elif self.kind == "str":
+            out = "a non-empty text" if self.nonempty else "a text"
+        elif self.kind == "enum":
+            out = f"one of: {', '.join(dict.fromkeys(map(str, self.choices)))}"
+        elif self.kind == "strlist":
+            out = "a list of texts, e.g. [a,b]" + (" (non-empty)" if self.nonempty else "")
+        else:
+            out = self.text
+        return out + (" or null" if self.null else "")
+
+    def accepts(self, value: Any) -> bool:
+        if value is None:
+            return self.null
+        if self.kind in ("int", "float"):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                return False
+            if self.kind == "int" and not isinstance(value, int):
+                return False
+            if not math.isfinite(value):
+                return False
+            if value in self.also:
+                return True
+            if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo):
+                return False
+            return not (self.hi is not None and (value >= self.hi if self.hi_open else value > self.hi))
+        if self.kind == "bool":
+            return isinstance(value, bool)
+        if self.kind == "str":
+            return isinstance(value, str) and (bool(value.strip()) or not self.nonempty)
+        if self.kind == "enum":
+            return any(value == c and type(value) is type(c) or (isinstance(value, str) and str(c) == value)
+                       for c in self.choices)
+        if self.kind == "strlist":
+            return isinstance(value, list | tuple | ListConfig) and all(isinstance(v, str) for v in value) and \
+                (len(value) > 0 or not self.nonempty)
+        return bool(self.check(value)) if self.check is not None else True
+
+
+def _num(x: float) -> str:
+    if isinstance(x, float) and x.is_integer() and abs(x) < 1e15:
+        return str(int(x))
+    if isinstance(x, int) and x >= 10**6:
+        return f"{x:_}".replace("_", " ")
+    return f"{x:g}"
+
+
+def Int(lo: int | None = None, hi: int | None = None, **kw) -> Rule:  # noqa: N802 - reads like a type
+    return Rule("int", lo, hi, **kw)
+
+
+def Float(lo: float | None = None, hi: float | None = None, **kw) -> Rule:  # noqa: N802
+    return Rule("float", lo, hi, **kw)
+
+
+def Enum(*choices, null: bool = False) -> Rule:  # noqa: N802
+    return Rule("enum", choices=choices, null=null)
+
+
+BOOL = Rule("bool")
+OPT_BOOL = Rule("bool", null=True)
+TEXT = Rule("str", nonempty=True)
+OPT_TEXT = Rule("str", null=True, nonempty=True)
+TEXTS = Rule("strlist")
+OPT_TEXTS = Rule("strlist", null=True)
+SEED = Int(0, UINT32)
+PROB = Float(0, 1, hi_open=True)
+
+
+def setting(default: Any, rule: Rule, doc: str) -> Any:
+    """A schema field: its default, the ``Rule`` its value must meet, and what it is for (one line)."""
+    if isinstance(default, list | dict):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata={"rule": rule, "doc": doc})
+    return dataclasses.field(default=default, metadata={"rule": rule, "doc": doc})
+
+
+def rules_of(schema: type, prefix: str) -> dict[str, Rule]:
+    """``{"prefix.field": rule}`` for every field of ``schema`` that declares one; nested schemas by dotted key."""
+    out: dict[str, Rule] = {}
+    for f in dataclasses.fields(schema):
+        if "rule" in f.metadata:
+            out[f"{prefix}.{f.name}"] = f.metadata["rule"]
+        elif dataclasses.is_dataclass(f.default_factory if f.default_factory is not dataclasses.MISSING else None):
+            out.update(rules_of(f.default_factory, f"{prefix}.{f.name}"))  # type: ignore[arg-type]
+    return out
+
+
+def docs_of(schema: type, prefix: str) -> dict[str, str]:
+    """``{"prefix.field": doc}``: the one-line help of each declared field (nested schemas by dotted key)."""
+    out: dict[str, str] = {}
+    for f in dataclasses.fields(schema):
+        if "doc" in f.metadata:
+            out[f"{prefix}.{f.name}"] = f.metadata["doc"]
+        elif dataclasses.is_dataclass(f.default_factory if f.default_factory is not dataclasses.MISSING else None):
+            out.update(docs_of(f.default_factory, f"{prefix}.{f.name}"))  # type: ignore[arg-type]
+    return out
