@@ -136,13 +136,3 @@ def rules_of(schema: type, prefix: str) -> dict[str, Rule]:
             out.update(rules_of(f.default_factory, f"{prefix}.{f.name}"))  # type: ignore[arg-type]
     return out
 
-
-def docs_of(schema: type, prefix: str) -> dict[str, str]:
-    """``{"prefix.field": doc}``: the one-line help of each declared field (nested schemas by dotted key)."""
-    out: dict[str, str] = {}
-    for f in dataclasses.fields(schema):
-        if "doc" in f.metadata:
-            out[f"{prefix}.{f.name}"] = f.metadata["doc"]
-        elif dataclasses.is_dataclass(f.default_factory if f.default_factory is not dataclasses.MISSING else None):
-            out.update(docs_of(f.default_factory, f"{prefix}.{f.name}"))  # type: ignore[arg-type]
-    return out
