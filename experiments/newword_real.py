@@ -8,7 +8,10 @@ forms, each built from single held-out sentences that hold exactly one occurrenc
 can be copied from earlier in the same text:
 
 * ``plain`` -- the sentence alone;
-* ``qa`` -- ``A patient asks about W. What is W? <sentence>``: the word is read twice before it is written.
+* ``qa`` -- ``A patient asks about W. What is W? <sentence>``: the word is read twice before it is written;
+* ``asked`` -- a held-out record's own question, when it names W, then one sentence of its answer that holds W
+  once: real questions in the form the training documents take (question + answer), so the words are carried
+  from a real question rather than from one fixed template whose own tokens training moves from seed to seed.
 
 Arms (same model load, same words): ``pieces`` (no extension), ``mean_subword``, ``adaptivocab``, ``distill``.
 Scores: new-word NLL per occurrence (nats, summed over the tokens that spell it), bits per byte of the whole text,
@@ -41,6 +44,7 @@ from experiments.stats import fmt_ci
 
 MEDQUAD = Path(__file__).resolve().parents[2] / "shared" / "data" / "medquad.jsonl.gz"
 ARMS = ("pieces", "mean_subword", "adaptivocab", "distill")
+FORMS = ("plain", "qa", "asked")
 SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
@@ -83,7 +87,25 @@ def heldout_texts(held: list[dict], words: list[str], per_word: int = 3, limit: 
         qa.append(f"A patient asks about {hits[0]}. What is {hits[0]}? {s}")
         if len(plain) >= limit:
             break
-    return {"plain": plain, "qa": qa}
+    return {"plain": plain, "qa": qa, "asked": asked_texts(held, pattern, train_text, per_word=5)}
+
+
+def asked_texts(held: list[dict], pattern: re.Pattern[str], train_text: str, per_word: int = 5) -> list[str]:
+    """``<question> <sentence>``: the record's question names the word, the sentence (from the same record's
+    answer, not in the training text) holds it exactly once; at most ``per_word`` texts per word."""
+    seen = " ".join(train_text.split())
+    per: dict[str, int] = {}
+    out = []
+    for r in held:
+        question = " ".join(r["question"].split())
+        named = set(pattern.findall(question))
+        for s in SENTENCE.split(r["answer"]) if named else []:
+            s = " ".join(s.split())
+            hits = pattern.findall(s) if 40 <= len(s) <= 300 else []
+            if len(hits) == 1 and hits[0] in named and per.get(hits[0], 0) < per_word and s not in seen:
+                per[hits[0]] = per.get(hits[0], 0) + 1
+                out.append(f"{question} {s}")
+    return out
 
 
 def training_docs(train: list[dict], words: list[str], n: int = 1500, seed: int = 0) -> list[str]:
@@ -159,13 +181,13 @@ def table(rows: list[dict], title: str) -> list[str]:
     """Mean [95 % CI] over seeds; the deltas are paired by seed against the ``pieces`` arm."""
     lines = [f"### {title}", "", "| words | form | arm | n seeds | new-word NLL | Δ vs pieces | bits/byte | "
              "Δ bits/byte vs pieces (%) | tokens/text |", "|---|---|---|---|---|---|---|---|---|"]
-    keys = sorted({(r["words"], f) for r in rows for f in ("plain", "qa")})
+    keys = sorted({(r["words"], f) for r in rows for f in FORMS if f in r})
     for wset, form in keys:
-        ref = {r["seed"]: r[form] for r in rows if r["words"] == wset and r["arm"] == "pieces"}
+        ref = {r["seed"]: r[form] for r in rows if r["words"] == wset and r["arm"] == "pieces" and form in r}
         if ref and all(r["steps"] == 0 for r in rows):  # untrained pieces do not depend on the seed
             ref = {r["seed"]: next(iter(ref.values())) for r in rows} | ref
         for arm in dict.fromkeys(r["arm"] for r in rows):
-            rs = [r for r in rows if r["words"] == wset and r["arm"] == arm]
+            rs = [r for r in rows if r["words"] == wset and r["arm"] == arm and form in r]
             if not rs:
                 continue
             nll = [r[form]["new_word_nll"] for r in rs]
@@ -231,9 +253,9 @@ def main(argv: list[str] | None = None) -> dict:
                                **({"max_length": args.max_length} if steps else {}))
                     done["rows"].append(row)
                     results_path.write_text(json.dumps(done, indent=1))  # resumable: a crash keeps what is done
-                    print(json.dumps({k: v for k, v in row.items() if k not in ("plain", "qa")}
+                    print(json.dumps({k: v for k, v in row.items() if k not in FORMS}
                                      | {f: {k: round(v, 4) for k, v in row[f].items() if k != "per_word"}
-                                        for f in ("plain", "qa")}), file=sys.stderr, flush=True)
+                                        for f in FORMS if f in row}), file=sys.stderr, flush=True)
     from qwenft.train.runinfo import cpu_model
 
     stamp = {"command": "python -m experiments.newword_real " + " ".join(argv if argv is not None else sys.argv[1:]),
