@@ -230,3 +230,27 @@ def atomic_write_bytes(dest: str | os.PathLike, data: bytes) -> None:
 
 def atomic_write_text(dest: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(dest, text.encode("utf-8"))
+
+
+def writable_dir_problem(path: str | Path) -> str | None:
+    """Why ``path`` (a folder to be created or written into) cannot be written, or None. Checks the nearest
+    existing ancestor with ``os.access`` (honours read-only mounts even for root) and writes nothing."""
+    import os
+
+    path = Path(path).expanduser()
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        return f"{probe} is a file, not a folder"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        try:
+            st = os.statvfs(probe)
+            if st.f_flag & os.ST_RDONLY:
+                return f"{probe} is on a read-only filesystem"
+        except OSError:
+            pass
+        return f"{probe} is not writable (permission denied)"
+    return None

@@ -148,8 +148,8 @@ def check_outputs(cfg, config_name: str) -> None:  # noqa: ANN001 - DictConfig
     """The folder a verb writes to must be writable before the work starts (read-only mount, a file there)."""
     from omegaconf import OmegaConf
 
+    from qwenft.atomic import writable_dir_problem
     from qwenft.errors import OutputError
-    from qwenft.validation import writable_dir_problem
 
     key = {"train": "run_dir", "export": "run_dir"}.get(config_name, "out")
     try:
@@ -227,8 +227,9 @@ def precheck(verb: str, config_name: str, rest: list[str]) -> RunGuard | None:
     """
     from hydra._internal.utils import get_args_parser
 
+    from qwenft.atomic import writable_dir_problem
     from qwenft.errors import UserError
-    from qwenft.validation import hydra_error_line, validate, writable_dir_problem
+    from qwenft.validation import hydra_error_line, validate
 
     try:
         with contextlib.redirect_stderr(io.StringIO()):

@@ -2,8 +2,10 @@
 
 A config group's schema is a dataclass beside the code that reads the group; each field carries its rule and a
 one-line doc (``setting(default, rule, doc)``), and ``qwenft.validation`` derives its per-key checks from those
-fields (``rules_of``), so a setting's type, range and allowed values are written once. This module imports
-nothing of qwenft, so any schema can use it.
+fields (``rules_of``), so a setting's type, range and allowed values are written once. A nested group is a
+field made by ``group(Schema)``; a rule that depends on another key (``peft.r`` on ``peft.method``) is a function
+of the composed config. Code that builds an object from a group without the CLI (a library caller) runs the same
+rules on it with ``check_fields``. This module imports nothing of qwenft but its error type, so any schema can use it.
 """
 
 from __future__ import annotations
@@ -119,20 +121,72 @@ SEED = Int(0, UINT32)
 PROB = Float(0, 1, hi_open=True)
 
 
-def setting(default: Any, rule: Rule, doc: str) -> Any:
-    """A schema field: its default, the ``Rule`` its value must meet, and what it is for (one line)."""
-    if isinstance(default, list | dict):
-        return dataclasses.field(default_factory=lambda: type(default)(default), metadata={"rule": rule, "doc": doc})
-    return dataclasses.field(default=default, metadata={"rule": rule, "doc": doc})
+#: A rule that depends on the rest of the composed config (``cfg -> Rule``), e.g. ``peft.r`` on ``peft.method``.
+RuleOf = Callable[[Any], Rule]
 
 
-def rules_of(schema: type, prefix: str) -> dict[str, Rule]:
-    """``{"prefix.field": rule}`` for every field of ``schema`` that declares one; nested schemas by dotted key."""
-    out: dict[str, Rule] = {}
+def setting(default: Any = dataclasses.MISSING, rule: Rule | RuleOf | None = None, doc: str = "", *,
+            factory: Callable[[], Any] | None = None, schema: type | None = None) -> Any:
+    """A schema field: its default (none: the key is required, or set by the option files), the ``Rule`` its
+    value must meet, and what it is for (one line). ``factory`` makes a default per instance (a list, a probe);
+    ``schema``: the keys of a mapping value (``tokenizer.discover``) have rules of their own."""
+    if rule is None or not doc:
+        raise TypeError("setting() needs a rule and a one-line doc")
+    meta = {"rule": rule, "doc": doc} | ({"schema": schema} if schema is not None else {})
+    if factory is None and isinstance(default, list | dict):
+        factory = lambda: type(default)(default)  # noqa: E731 - a fresh copy per instance
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def group(schema: type, doc: str = "", *, key: str | None = None) -> Any:
+    """A field holding a nested group (``generation.vllm``, ``tokenizer.distill``); its keys are ``name.field``.
+    ``key="*"``: the group's rules hold under any name (every checkpoint callback of ``callbacks``)."""
+    first = (schema.__doc__ or "").strip().split("\n\n")[0]  # the docstring's first paragraph, on one line
+    meta = {"schema": schema, "doc": doc or " ".join(first.split())} | ({"key": key} if key else {})
+    return dataclasses.field(default_factory=schema, metadata=meta)
+
+
+def _nested(f: dataclasses.Field) -> type | None:
+    if "schema" in f.metadata:
+        return f.metadata["schema"]
+    factory = f.default_factory
+    return factory if isinstance(factory, type) and dataclasses.is_dataclass(factory) else None
+
+
+def rules_of(schema: type, prefix: str = "") -> dict[str, Rule | RuleOf]:
+    """``{"prefix.field": rule}`` for every field of ``schema`` that declares one; nested groups by dotted key."""
+    out: dict[str, Rule | RuleOf] = {}
     for f in dataclasses.fields(schema):
+        name = f.metadata.get("key", f.name)
+        key = f"{prefix}.{name}" if prefix else name
         if "rule" in f.metadata:
-            out[f"{prefix}.{f.name}"] = f.metadata["rule"]
-        elif dataclasses.is_dataclass(f.default_factory if f.default_factory is not dataclasses.MISSING else None):
-            out.update(rules_of(f.default_factory, f"{prefix}.{f.name}"))  # type: ignore[arg-type]
+            out[key] = f.metadata["rule"]
+        if (inner := _nested(f)) is not None:
+            out.update(rules_of(inner, key))
     return out
+
+
+def shown(value: Any) -> str:
+    """A value as an error line quotes it: YAML-like, at most 60 characters."""
+    if hasattr(value, "_metadata"):  # an OmegaConf node
+        from omegaconf import OmegaConf
+
+        value = OmegaConf.to_container(value, resolve=False)
+    text = "null" if value is None else str(value).lower() if isinstance(value, bool) else \
+        repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_fields(obj: Any, prefix: str, schema: type | None = None) -> None:
+    """Raise the CLI's own line (``prefix.key=value: must be ...``) for the first field of ``obj`` that breaks its
+    rule: an object built in Python, without the CLI's validation, is held to the same rules. Rules that depend on
+    other keys are the CLI's business (they need the whole config)."""
+    from qwenft.errors import UserError
+
+    for f in dataclasses.fields(schema or type(obj)):
+        rule = f.metadata.get("rule")
+        if isinstance(rule, Rule) and not rule.accepts(value := getattr(obj, f.name)):
+            raise UserError(f"{prefix}.{f.name}={shown(value)}: must be {rule.describe()}")
 

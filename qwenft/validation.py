@@ -2,11 +2,14 @@
 
 Hydra composes whatever it is given: ``trainer.max_steps=abc`` reaches Lightning as a string, ``optim.lr=-1``
 trains with a negative learning rate, ``data=files`` without ``data.train_path`` leaves ``???`` that ``.get``
-reads as "not set". Each key here has a rule (type, range, allowed values); the first broken rule becomes one
-``UserError`` line naming the key, the value given and what is allowed, so the CLI exits 2 in a second.
+reads as "not set". Each key has a rule (type, range, allowed values), declared once in its group's schema beside
+the code that reads it (``qwenft.rules.setting``; ``RULES`` is derived from them); the first broken rule becomes
+one ``UserError`` line naming the key, the value given and what is allowed, so the CLI exits 2 in a second.
+What stays here: the checks that span keys (``CROSS``), the walk, and Hydra's errors made one line.
 
 ``validate(cfg, "train")`` is what the CLI runs on the composed config (``qwenft.cli``), and what library callers
-of ``qwenft.config.compose`` can run too; ``train()`` runs it itself. Rules apply to keys that are present, so a
+of ``qwenft.config.compose`` run too (the library itself never imports this module: it sits above the schemas
+it reads, so every command validates its config once, at its start). Rules apply to keys that are present, so a
 group option without a key (``scheduler=constant`` has no ``min_lr_rate``) is simply not checked for it.
 ``hydra_error_line`` turns Hydra's own multi-line composition errors (unknown key, bad override syntax, unknown
 group option) into one line.
@@ -14,302 +17,35 @@ group option) into one line.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import re
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
+from qwenft.clinical.schema import prompt_and_file
 from qwenft.errors import UserError
-from qwenft.rules import (
-    BOOL,
-    OPT_BOOL,
-    OPT_TEXT,
-    OPT_TEXTS,
-    PROB,
-    SEED,
-    TEXT,
-    TEXTS,
-    Enum,
-    Float,
-    Int,
-    Rule,
-    rules_of,
-)
-from qwenft.tokenizer.schema import TokenizerConfig
+from qwenft.rules import Rule, RuleOf, rules_of, shown
 
 
-def _is_texts_or_text(v: Any) -> bool:
-    return isinstance(v, str) or (isinstance(v, list | ListConfig) and all(isinstance(x, str) for x in v))
+def _schemas() -> dict[str, type]:
+    """Each verb's root schema; the groups' schemas are nested in them (``qwenft.rules.group``)."""
+    from qwenft.clinical.schema import AnswerSchema, EvaluateSchema, ServeSchema
+    from qwenft.model.schema import ImportGgufSchema
+    from qwenft.report import ReportSchema
+    from qwenft.tokenizer.schema import DiscoverSchema, ExtendSchema
+    from qwenft.train.schema import ExportVerbSchema, TrainSchema
+
+    return {"train": TrainSchema, "answer": AnswerSchema, "evaluate": EvaluateSchema, "serve": ServeSchema,
+            "discover": DiscoverSchema, "extend": ExtendSchema, "export": ExportVerbSchema,
+            "import_gguf": ImportGgufSchema, "report": ReportSchema}
 
 
-def _data_files(v: Any) -> bool:
-    """``data.data_files`` as ``datasets.load_dataset`` takes it: a path, a list of paths, or split -> path(s)."""
-    def files(x: Any) -> bool:
-        return (isinstance(x, str) and bool(x)) or (isinstance(x, list | ListConfig) and bool(x)
-                                                    and all(isinstance(y, str) and y for y in x))
-    return files(v) or (isinstance(v, dict | DictConfig) and bool(v) and all(files(x) for x in v.values()))
-
-
-def _is_mapping_of_texts(v: Any) -> bool:
-    return isinstance(v, dict | DictConfig) and all(isinstance(x, str) and x for x in v.values())
-
-
-def _val_interval(v: Any) -> bool:
-    if isinstance(v, bool):
-        return False
-    if isinstance(v, int):
-        return v >= 1
-    return isinstance(v, float) and 0 < v <= 1
-
-
-def _devices(v: Any) -> bool:
-    if isinstance(v, bool):
-        return False
-    if isinstance(v, int):
-        return v >= 1 or v == -1
-    if isinstance(v, str):
-        return v == "auto" or v == "-1" or bool(re.fullmatch(r"\d+(,\s*\d+)*,?", v.strip()))
-    return isinstance(v, list | ListConfig) and len(v) > 0 and all(isinstance(x, int) and x >= 0 for x in v)
-
-
-def _betas(v: Any) -> bool:
-    return isinstance(v, list | ListConfig) and len(v) == 2 and all(
-        isinstance(b, int | float) and not isinstance(b, bool) and 0 <= b < 1 for b in v)
-
-
-PRECISIONS = (64, 32, 16, "64", "32", "16", "bf16", "transformer-engine", "transformer-engine-float16", "16-true",
-              "16-mixed", "bf16-true", "bf16-mixed", "32-true", "64-true")
-
-GENERATION = {
-    "max_new_tokens": Int(1, 32768),
-    "do_sample": BOOL,
-    "temperature": Float(0, 100, lo_open=True),
-    "top_p": Float(0, 1, lo_open=True),
-    "seed": SEED,
-    "bf16": BOOL,
-    "engine": Enum("auto", "hf", "vllm"),  # qwenft.clinical.engines
-    "vllm.python": OPT_TEXT, "vllm.url": OPT_TEXT, "vllm.port": Int(0, 65535),
-    "vllm.kv_cache_gib": Float(0, 1e6, lo_open=True), "vllm.max_model_len": Int(16, 10**7, null=True),
-    "vllm.parallel": Int(1, 1024), "vllm.start_timeout_s": Float(1, 1e6), "vllm.served_name": TEXT,
-    "vllm.compile": BOOL, "vllm.host": TEXT,
-}
-
-MODEL = {
-    "model.name_or_path": TEXT, "model.revision": OPT_TEXT, "model.instruct": BOOL, "model.trust_remote_code": BOOL,
-    "model.dtype": Enum("float32", "bfloat16", "float16"), "model.cache_dir": TEXT,
-    "model.hidden_size": Int(1, 65536), "model.num_hidden_layers": Int(1, 512),
-    "model.num_attention_heads": Int(1, 1024), "model.num_key_value_heads": Int(1, 1024),
-    "model.intermediate_size": Int(1, 262144), "model.tie_word_embeddings": BOOL, "model.seed": SEED,
-    "model.attn_implementation": Enum("sdpa", "eager", "flex_attention", "flash_attention_2", "flash_attention_3",
-                                      null=True),
-}
-
-
-def _schemas() -> tuple:
-    from qwenft.data.io import SCHEMAS  # another schema added there is accepted here too
-
-    return ("auto", *SCHEMAS)
-
-
-def _data_schema(cfg: DictConfig) -> Rule:
-    return Enum(*_schemas(), null=True)
-
-
-DATA = {
-    "data.train_path": OPT_TEXT, "data.val_path": OPT_TEXT, "data.test_path": OPT_TEXT,
-    "data.heldout_text": OPT_TEXT,
-    "data.schema": _data_schema,
-    "data.columns": Rule("any", null=True, check=_is_mapping_of_texts,
-                         text="a mapping of canonical name to column name, e.g. {prompt: question}"),
-    "data.skip_bad_rows": BOOL,
-    "data.max_chars": Int(1, null=True),
-    "data.max_length": Int(8, 1 << 20),
-    "data.overlong": Enum("truncate", "drop"),
-    "data.batch_size": Int(1, 1 << 16),
-    "data.packing": Rule("any", check=lambda v: v is True or v is False or v == "auto", text="true, false or auto"),
-    "data.text_path": OPT_TEXT,
-    "data.text_unit": Enum("line", "paragraph", "document"),
-    "data.max_val_examples": Int(0, null=True),
-    "data.data_files": Rule("any", null=True, check=_data_files,
-                            text="a file, a list of files, or {split: file(s)} for datasets.load_dataset"),
-    "data.tokens_per_batch": Int(8, 1 << 30, null=True),
-    "data.pack_length": Int(8, 1 << 30, null=True),
-    "data._required_": Rule("strlist"),
-}
-
-OPTIM = {
-    "optim.lr": Float(0, 10, lo_open=True),
-    "optim.weight_decay": Float(0, 10),
-    "optim.eps": Float(0, 1, lo_open=True),
-    "optim.betas": Rule("any", check=_betas, text="two numbers in [0, 1), e.g. [0.9,0.999]"),
-    "optim.momentum": Float(0, 1, hi_open=True),
-}
-
-SCHEDULER = {
-    "scheduler.num_warmup_steps": Int(0, 10**9),
-    "scheduler.min_lr_rate": Float(0, 1),
-    "scheduler.num_cycles": Float(0, 1000, lo_open=True),
-}
-
-
-def _peft_r(cfg: DictConfig) -> Rule:
-    return Int(1, 4096) if OmegaConf.select(cfg, "peft.method") == "lora" else Int(0, 4096)
-
-
-def _peft_alpha(cfg: DictConfig) -> Rule:
-    return Float(0, 1e6, lo_open=True) if OmegaConf.select(cfg, "peft.method") == "lora" else Float(0, 1e6)
-
-
-PEFT = {
-    "peft.method": Enum("lora", "full"),
-    "peft.r": _peft_r,
-    "peft.alpha": _peft_alpha,
-    "peft.dropout": PROB,
-    "peft.target_modules": OPT_TEXTS,
-}
-
-TOKENIZER = {  # types, ranges and choices from the group's schema, beside the code that reads it
-    **rules_of(TokenizerConfig, "tokenizer"),
-    "tokenizer.discover.min_count": Int(1, 10**9),  # a mapping of qwenft.tokenizer.discover.discover_words' args
-    "tokenizer.discover.max_words": Int(1, 10**6),
-    "tokenizer.discover.min_length": Int(1, 1000),
-}
-
-TRAINER = {
-    "trainer.accelerator": Rule("any", check=lambda v: isinstance(v, DictConfig) or v in (
-        "cpu", "gpu", "cuda", "mps", "tpu", "hpu", "auto"), text="one of: cpu, gpu, cuda, mps, tpu, hpu, auto"),
-    "trainer.devices": Rule("any", check=_devices, text="an integer >= 1, -1 (all), auto, or a list of ids"),
-    "trainer.num_nodes": Int(1, 100000),
-    "trainer.precision": Enum(*PRECISIONS),
-    "trainer.max_steps": Int(1, 10**12, also=(-1,)),
-    "trainer.max_epochs": Int(1, 10**9, also=(-1,), null=True),
-    "trainer.min_steps": Int(0, 10**12, null=True),
-    "trainer.val_check_interval": Rule("any", null=True, check=_val_interval,
-                                       text="an integer >= 1 (batches) or a fraction in (0, 1]"),
-    "trainer.check_val_every_n_epoch": Int(1, 10**9, null=True),
-    "trainer.num_sanity_val_steps": Int(-1, 10**9),
-    "trainer.accumulate_grad_batches": Int(1, 1 << 16),
-    "trainer.gradient_clip_val": Float(0, 1e9, null=True),
-    "trainer.gradient_clip_algorithm": Enum("norm", "value", null=True),
-    "trainer.log_every_n_steps": Int(1, 10**9),
-    "trainer.deterministic": Rule("any", null=True, check=lambda v: isinstance(v, bool) or v == "warn",
-                                  text="true, false or warn"),
-    "trainer.use_distributed_sampler": BOOL,
-    "trainer.enable_checkpointing": OPT_BOOL,
-    "trainer.limit_train_batches": Rule("any", null=True, check=_val_interval,
-                                        text="an integer >= 1 (batches) or a fraction in (0, 1]"),
-    "trainer.limit_val_batches": Rule("any", null=True, check=lambda v: v == 0 or _val_interval(v),
-                                      text="0, an integer >= 1 (batches) or a fraction in (0, 1]"),
-}
-
-CALLBACKS = {
-    "callbacks.*.every_n_train_steps": Int(0, 10**9, null=True),
-    "callbacks.*.save_top_k": Int(-1, 10**6),
-    "callbacks.*.mode": Enum("min", "max"),
-    "callbacks.*.monitor": OPT_TEXT,
-    "callbacks.*.save_last": Rule("any", null=True, check=lambda v: isinstance(v, bool) or v == "link",
-                                  text="true, false or link"),
-    "callbacks.new_word_metrics.max_texts": Int(0, 10**6),
-    "callbacks.clinical_eval.n_prompts": Int(0, 10**5),
-    "callbacks.lr_monitor.logging_interval": Enum("step", "epoch", null=True),
-    **{f"callbacks.clinical_eval.generation.{k}": r for k, r in GENERATION.items()},
-}
-
-STRATEGY = {
-    "strategy.name": TEXT,
-    "strategy.n_queries": Int(1, 32),
-    "strategy.rrf_k": Int(0, 10**6),
-    "strategy.rewrite_max_new_tokens": Int(1, 4096),
-    "strategy.keep_original": BOOL,
-    "strategy.rewrite_prompt": Rule("str"),
-    "strategy.query_template": Rule("str"),
-}
-
-RETRIEVAL = {
-    "retrieval.kb_path": TEXT, "retrieval.cache_dir": TEXT, "retrieval.model_path": OPT_TEXT,
-    "retrieval.batch_size": Int(1, 1 << 16), "retrieval.rrf_k": Int(0, 10**6), "retrieval.depth": Int(1, 10**5),
-    "retrieval.stopwords": OPT_TEXT,
-}
-
-EXPORT = {
-    "export.enabled": BOOL, "export.adapter": BOOL, "export.checkpoint": Enum("last", "best"),
-    "export.push_to_hub": BOOL, "export.hub_repo_id": OPT_TEXT, "export.private": BOOL,
-    "export.wandb_artifact": BOOL, "export.license": OPT_TEXT,
-}
-
-LOGGER = {
-    "logger.wandb.offline": BOOL, "logger.wandb.log_model": Rule("any", check=lambda v: isinstance(v, bool) or
-                                                                 v == "all", text="true, false or all"),
-    "logger.wandb.resume": Enum("allow", "must", "never", "auto", null=True),
-}
-
-
-def _strategy_names() -> tuple[str, ...]:
-    from qwenft.config import conf_dir
-
-    return tuple(sorted(p.stem for p in (conf_dir() / "strategy").glob("*.yaml")))
-
-
-def _strategies(cfg: DictConfig) -> Rule:
-    names = _strategy_names()
-    return Rule("any", check=lambda v: (isinstance(v, str) and v in names) or (
-        isinstance(v, list | ListConfig) and len(v) > 0 and all(isinstance(x, str) and x in names for x in v)),
-        text=f"a list of strategy names from: {', '.join(names)}")
-
-
-def _budgets(cfg: DictConfig) -> Rule:
-    names = ("per_question", "per_prompt")
-    return Rule("any", check=lambda v: (isinstance(v, str) and v in names) or (
-        isinstance(v, list | ListConfig) and len(v) > 0 and all(x in names for x in v)),
-        text="a list from: per_question, per_prompt")
-
-
-RULES: dict[str, dict[str, Rule | Callable[[DictConfig], Rule]]] = {
-    "train": {
-        "seed": SEED, "run_dir": OPT_TEXT, "ckpt_path": OPT_TEXT, "validate_before": BOOL, "objective": TEXT,
-        "eval_words_file": OPT_TEXT, "gradient_checkpointing": BOOL, "log_text": BOOL, "allow_data_change": BOOL,
-        "compile": BOOL, "frozen_dtype": Enum("auto", "float32", "bfloat16"),
-        "head_loss": Enum("dense", "chunked", "liger", "auto"), "head_loss_chunk": Int(1, 1 << 24),
-        **MODEL, **DATA, **OPTIM, **SCHEDULER, **PEFT, **TOKENIZER, **TRAINER, **CALLBACKS, **STRATEGY, **EXPORT,
-        **LOGGER,
-    },
-    "answer": {
-        "prompt": Rule("any", null=True, check=lambda v: isinstance(v, str | int | float | bool), text="a text"),
-        "prompt_file": OPT_TEXT, "output": Enum("json", "text"),
-        "k": Int(0, 100), "budget": Enum("per_question", "per_prompt"), "max_questions": Int(1, 1000),
-        **{f"generation.{k}": r for k, r in GENERATION.items()}, **MODEL, **STRATEGY, **RETRIEVAL,
-    },
-    "evaluate": {
-        "data_path": TEXT, "words_file": OPT_TEXT, "n_prompts": Int(0, 10**6, null=True),
-        "strategies": _strategies, "budgets": _budgets, "k": Int(0, 100), "log_text": BOOL, "out": TEXT,
-        "retrieval_only": BOOL, "progress": BOOL, "reference_strategy": OPT_TEXT,
-        "bootstrap.n_resamples": Int(1, 10**6), "bootstrap.confidence": Float(0, 1, lo_open=True, hi_open=True),
-        "bootstrap.seed": SEED,
-        **{f"generation.{k}": r for k, r in GENERATION.items()}, **MODEL, **STRATEGY, **RETRIEVAL,
-    },
-    "serve": {
-        "host": TEXT, "port": Int(0, 65535), "k": Int(0, 100), "budget": Enum("per_question", "per_prompt"),
-        "max_questions": Int(1, 1000), "max_request_kb": Int(1, 1 << 20),
-        "body_timeout_s": Float(0, 3600, lo_open=True),
-        **{f"generation.{k}": r for k, r in GENERATION.items()}, **MODEL, **STRATEGY, **RETRIEVAL,
-    },
-    "discover": {
-        "corpus": TEXT, "columns": Rule("any", null=True, check=_is_texts_or_text, text="a column name or a list"),
-        "tokenizer_path": OPT_TEXT, "min_count": Int(1, 10**9), "max_words": Int(1, 10**6),
-        "min_length": Int(1, 1000), "out": TEXT,
-    },
-    "extend": {"seed": SEED, "out": TEXT, "eval_text": OPT_TEXT, "corpus": OPT_TEXT, **MODEL, **TOKENIZER},
-    "export": {"run_dir": TEXT, "checkpoint": Enum("last", "best"), "push_to_hub": OPT_BOOL},
-    "import_gguf": {"out": TEXT, "force": BOOL},
-    "report": {
-        "runs": Rule("any", check=lambda v: _is_texts_or_text(v) and len(v) > 0, text="a run folder or a list"),
-        "group_by": TEXTS, "metrics": Rule("strlist", nonempty=True), "history_metric": OPT_TEXT,
-        "digits": Int(0, 12), "plots": BOOL, "out": TEXT,
-    },
-}
+#: ``{verb: {"dotted.key": rule}}``, derived from the schemas: a key's type, range and choices are declared once,
+#: beside the code that reads it.
+RULES: dict[str, dict[str, Rule | RuleOf]] = {verb: rules_of(schema) for verb, schema in _schemas().items()}
 
 #: What to tell a user about a required (``???``) key.
 REQUIRED_HINTS = {
@@ -348,17 +84,20 @@ def _words_without_extension(cfg: DictConfig) -> str | None:
     given = next((k for k in ("words", "words_file", "discover") if tok.get(k)), None)
     if given is None:
         return None
-    return (f"tokenizer.{given}={_shown(tok.get(given))}: tokenizer=none does not extend the vocabulary, so these "
+    return (f"tokenizer.{given}={shown(tok.get(given))}: tokenizer=none does not extend the vocabulary, so these "
             "words would be dropped: use tokenizer=extend to add them, or eval_words_file=PATH to score them as "
             "Qwen's own pieces")
 
 
 def _discover_keys(cfg: DictConfig) -> str | None:
+    from qwenft.tokenizer.schema import DiscoverArgs
+
     found = OmegaConf.select(cfg, "tokenizer.discover")
+    known = [f.name for f in dataclasses.fields(DiscoverArgs)]
     if isinstance(found, DictConfig):
-        extra = sorted(set(found) - {"min_count", "max_words", "min_length"})
+        extra = sorted(set(found) - set(known))
         if extra:
-            return f"tokenizer.discover.{extra[0]}: unknown key (known: min_count, max_words, min_length)"
+            return f"tokenizer.discover.{extra[0]}: unknown key (known: {', '.join(known)})"
     return None
 
 
@@ -382,14 +121,6 @@ def _val_without_train(cfg: DictConfig) -> str | None:
     if given:
         return (f"data.{given[0]} is set but data.train_path is not: that would train on the bundled demo; "
                 f"set data.train_path=FILE too (data=files)")
-    return None
-
-
-def prompt_and_file(cfg: DictConfig) -> str | None:
-    """``prompt=`` and ``prompt_file=`` together: one of them would be ignored (``qwenft.clinical.answer``)."""
-    if cfg.get("prompt") is not None and cfg.get("prompt_file") is not None:
-        return (f"prompt= and prompt_file={cfg.get('prompt_file')} are both set: give one of them (or neither, "
-                "and pipe the prompt on stdin)")
     return None
 
 
@@ -469,14 +200,6 @@ def _rule_for(rules: dict, key: str, cfg: DictConfig) -> Rule | None:
     return rule(cfg) if callable(rule) and not isinstance(rule, Rule) else rule
 
 
-def _shown(value: Any) -> str:
-    if isinstance(value, DictConfig | ListConfig):
-        value = OmegaConf.to_container(value, resolve=False)
-    text = "null" if value is None else str(value).lower() if isinstance(value, bool) else \
-        repr(value) if isinstance(value, str) else str(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def problems(cfg: DictConfig, config_name: str) -> list[str]:
     """Every problem of ``cfg`` (the composed root config ``config_name``), one line each, in key order."""
     rules = RULES.get(config_name, {})
@@ -510,7 +233,7 @@ def problems(cfg: DictConfig, config_name: str) -> list[str]:
         if isinstance(value, DictConfig) and rule.kind != "any":
             continue  # a sub-config (e.g. an object built with _target_) is not this rule's business
         if not rule.accepts(value):
-            found.append(f"{key}={_shown(value)}: must be {rule.describe()}")
+            found.append(f"{key}={shown(value)}: must be {rule.describe()}")
     for cross in CROSS.get(config_name, []):
         try:
             problem = cross(cfg)
@@ -613,27 +336,3 @@ def hydra_error_line(err: BaseException, overrides: list[str] | None = None) -> 
             return f"{key}: no such key{hint} (+{key}=VALUE adds a new key)"
         return f"{key}" + (f"={given}" if given is not None else "") + f": {_one_line(msg)}"
     return _one_line(str(err))
-
-
-def writable_dir_problem(path: str | Path) -> str | None:
-    """Why ``path`` (a folder to be created or written into) cannot be written, or None. Checks the nearest
-    existing ancestor with ``os.access`` (honours read-only mounts even for root) and writes nothing."""
-    import os
-
-    path = Path(path).expanduser()
-    probe = path
-    while not probe.exists():
-        if probe.parent == probe:
-            break
-        probe = probe.parent
-    if probe.exists() and not probe.is_dir():
-        return f"{probe} is a file, not a folder"
-    if not os.access(probe, os.W_OK | os.X_OK):
-        try:
-            st = os.statvfs(probe)
-            if st.f_flag & os.ST_RDONLY:
-                return f"{probe} is on a read-only filesystem"
-        except OSError:
-            pass
-        return f"{probe} is not writable (permission denied)"
-    return None

@@ -159,8 +159,11 @@ def test_instruction_only_data_still_groups_by_length_with_auto(tok):
     cfg = OmegaConf.merge(OmegaConf.load(conf_dir() / "data" / "demo.yaml"), {"packing": "auto"})
     prepared = prepare(load_records(DEMO_DIR / "train.jsonl"), tok, True, cfg, "decomposition")
     assert TrainData(prepared, None, batch_size=4, pad_id=0, seed=0, packing="auto").packing is False
-    with pytest.raises(UserError, match="data.packing='yes'"):
-        TrainData(prepared, None, batch_size=4, pad_id=0, seed=0, packing="yes")
+    from qwenft.config import compose
+    from qwenft.validation import problems  # a bad value is the config's problem, refused before any data is read
+
+    found = problems(compose("train", ["model=tiny", "tokenizer=none", "data.packing=yes"]), "train")
+    assert found == ["data.packing='yes': must be true, false or auto"]
 
 
 # ------------------------------------------------------------------------------------------------- mixed runs

@@ -23,7 +23,7 @@ from trainutil import qwenft
 from vllm_assets import require_vllm
 
 from qwenft.clinical.engines import EngineChoice, HFEngine, open_engine, resolve
-from qwenft.clinical.generate import GenerationSettings
+from qwenft.clinical.generation_settings import GenerationSettings
 from qwenft.clinical.parse import Parsed
 from qwenft.clinical.stages import answer
 from qwenft.clinical.strategies import Decomposition, WholePrompt

@@ -12,31 +12,19 @@ reloaded model stays tied and keeps its trained rows.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import torch
 from peft import LoraConfig, PeftModel, TrainableTokensConfig, get_peft_model
 from transformers import PreTrainedModel
 
+from qwenft.adapters.schema import PeftSpec
 from qwenft.adapters.sparse_rows import use_row_sparse_forward
 from qwenft.errors import UserError
 from qwenft.model.rows import embeddings_tied
 
 log = logging.getLogger(__name__)
-POLICIES = ("new_rows", "all", "frozen")
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 ROW_PARAM_MARKERS = ("trainable_tokens_delta", "embed_tokens", "lm_head")
-
-
-@dataclass
-class PeftSpec:
-    """``conf/peft/*.yaml``: ``method`` lora | full; LoRA hyper-parameters."""
-
-    method: str = "lora"
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
-    target_modules: list[str] | str | None = None  # None: every linear projection of the blocks
 
 
 def _row_targets(model: PreTrainedModel, new_ids: list[int]) -> dict[str, list[int]]:
@@ -53,8 +41,6 @@ def apply_peft(
     trainable_rows: str = "new_rows",
 ) -> PreTrainedModel | PeftModel:
     """Return the model to train; ``new_ids`` are the rows added by vocabulary extension (may be empty)."""
-    if trainable_rows not in POLICIES:
-        raise UserError(f"tokenizer.trainable_rows={trainable_rows!r}: choose one of {', '.join(POLICIES)}")
     new_ids = list(new_ids or [])
     tied = embeddings_tied(model)
     if trainable_rows == "new_rows" and not new_ids:

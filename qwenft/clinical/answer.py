@@ -23,7 +23,7 @@ def read_prompt(cfg: DictConfig) -> str:
     ``QWENFT_MAX_PROMPT_MB`` (1 MiB), valid UTF-8 (stdin is read as bytes: Python would otherwise let latin-1
     bytes through as surrogates that fail inside the tokenizer).
     """
-    from qwenft.validation import prompt_and_file
+    from qwenft.clinical.schema import prompt_and_file
 
     both = prompt_and_file(cfg)
     if both:

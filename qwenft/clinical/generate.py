@@ -13,33 +13,11 @@ masked, positions from the mask, so every row sees exactly what it would see alo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 
 from qwenft.data.format import prompt_ids
-from qwenft.hardware import native_bf16
 
 MIN_SHARED_PREFIX = 16  # below this the extra forward call is not worth making
-
-
-@dataclass
-class GenerationSettings:
-    """``generation:`` in ``conf/answer.yaml`` / ``conf/evaluate.yaml``. Greedy unless ``do_sample``."""
-
-    max_new_tokens: int = 64
-    do_sample: bool = False
-    temperature: float = 0.7
-    top_p: float = 0.9
-    # bf16 only where the CPU multiplies bf16 natively (AMX / AVX512-BF16): 3.5x slower elsewhere. An engine that
-    # loaded its model casts the weights (qwenft.clinical.engines.bf16_weights); a model in training gets autocast
-    bf16: bool = field(default_factory=native_bf16)
-    seed: int = 0  # sampling is reproducible
-
-    @classmethod
-    def from_dict(cls, values: dict | None) -> GenerationSettings:
-        # ``engine`` and ``vllm`` say where to generate (qwenft.clinical.engines), not how: not decoding settings
-        return cls(**{k: v for k, v in (values or {}).items() if k not in ("engine", "vllm")})
 
 
 def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -33,10 +33,8 @@ from dataclasses import dataclass
 from qwenft.clinical.output import Response
 from qwenft.clinical.parse import Parsed
 from qwenft.clinical.stages import answer
-from qwenft.clinical.strategies import BUDGETS, Decomposition, Strategy, rerank_pool
+from qwenft.clinical.strategies import BUDGETS, Decomposition, PoolRerankSettings, Strategy, rerank_pool
 from qwenft.errors import UserError
-
-MODES = ("question", "rrf")
 
 
 class _Chosen:
@@ -54,25 +52,19 @@ class _Chosen:
 
 
 @dataclass
-class PoolRerank(Strategy):
+class PoolRerank(Strategy, PoolRerankSettings):
     """See the module docstring; ``depth``, ``mode``, ``pool_factor`` and ``rrf_k`` are its knobs."""
 
     name: str = "pool_rerank"
     query_template: str = "{question}"
-    mode: str = "question"
-    depth: int = 1000
-    pool_factor: int = 1
 
     def __post_init__(self) -> None:
-        super().__post_init__()
+        Strategy.__post_init__(self)
+        PoolRerankSettings.__post_init__(self)
         if self.scope != "question" or self.layout != "per_question":
             raise UserError(f"strategy.scope={self.scope}, layout={self.layout}: pool_rerank is already the whole "
                             "prompt's pool reranked per question (decomposition with scope=prompt); scope and "
                             "layout are not its settings")
-        if self.mode not in MODES:
-            raise UserError(f"strategy.mode={self.mode!r}: use one of {', '.join(MODES)}")
-        if self.depth < 1 or self.pool_factor < 1:
-            raise UserError(f"strategy.depth={self.depth}, pool_factor={self.pool_factor}: both must be >= 1")
 
     def rewrite_requests(self, scenario: str, questions: list[str]) -> list[str]:
         """Reached only through the generic ``answer`` *with* a retriever, which cannot build the pool: refuse.

@@ -23,7 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from qwenft.clinical.engines.base import Engine
-from qwenft.clinical.generate import GenerationSettings, generate_batch
+from qwenft.clinical.generate import generate_batch
+from qwenft.clinical.generation_settings import GenerationSettings
 from qwenft.clinical.output import Answer, Response, parse_response
 from qwenft.clinical.parse import Parsed
 from qwenft.clinical.strategies import Generate, Strategy, docs_per_query, rerank_pool, whole_query

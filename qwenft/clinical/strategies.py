@@ -50,6 +50,7 @@ from typing import ClassVar
 
 from qwenft.errors import UserError
 from qwenft.retrieval.fusion import interleave, rrf
+from qwenft.rules import BOOL, TEXT, Enum, Int, Rule, check_fields, setting
 
 BUDGETS = ("per_question", "per_prompt")
 SCOPES = ("question", "prompt")
@@ -66,6 +67,20 @@ _LIST_MARKER = re.compile(r"^\s*(?:\d{1,2}\s*[.):]|[-*•]|(?:query|question|par
 
 
 @dataclass
+class PoolRerankSettings:
+    """``strategy=pool_rerank``'s own keys (``qwenft.clinical.pool_rerank``), declared beside the other strategy
+    keys so that validation reads them without importing the engines."""
+
+    mode: str = setting("question", Enum(*RERANK_MODES), "each question's order of the pool: its own ranking "
+                                                         "(question) or fused with the pool's (rrf)")
+    depth: int = setting(1000, Int(1, 10**9), "depth of the question's own ranking")
+    pool_factor: int = setting(1, Int(1, 1000), "the pool holds pool_factor x k x n documents")
+
+    def __post_init__(self) -> None:
+        check_fields(self, "strategy", PoolRerankSettings)
+
+
+@dataclass
 class Strategy:
     """The base strategy is ``decomposition``; subclasses change how retrieval queries are written and fused.
 
@@ -73,29 +88,30 @@ class Strategy:
     the YAML, with ``{question}``, ``{scenario}``, ``{n}``) asks the loaded model for rewritten queries.
     """
 
-    name: str = "decomposition"
-    query_template: str = "{question} {scenario}"
-    rewrite_prompt: str = ""
-    rewrite_max_new_tokens: int = 48
-    n_queries: int = 1
-    keep_original: bool = True
-    rrf_k: int = 60
-    scope: str = "question"            # question | prompt (module docstring)
-    layout: str = "per_question"       # per_question | whole
-    prompt_rewrite_prompt: str = ""    # the rewrite request at prompt scope: {prompt}, {scenario}, {n}
-    rerank_mode: str = "question"      # prompt scope, per_question layout: pool_rerank's mode ...
-    rerank_depth: int = 1000           # ... and depth (the question alone is the rerank query)
+    name: str = setting("decomposition", TEXT, "the strategy's name (its option file's, and the cache key's)")
+    query_template: str = setting("{question} {scenario}", Rule("str"), "the original query from {question}, "
+                                                                        "{scenario}")
+    rewrite_prompt: str = setting("", Rule("str"), "asks the model for rewritten queries ({question}, {scenario}, "
+                                                   "{n}); empty: no rewrite")
+    rewrite_max_new_tokens: int = setting(48, Int(1, 4096), "tokens of one rewrite (x n at prompt scope)")
+    n_queries: int = setting(1, Int(1, 32), "rewritten queries asked for ({n})")
+    keep_original: bool = setting(True, BOOL, "retrieve with the original query too")
+    rrf_k: int = setting(60, Int(0, 10**6), "reciprocal rank fusion's constant")
+    scope: str = setting("question", Enum(*SCOPES), "question: per question, after decomposition | prompt: once "
+                                                    "for the whole prompt (k x n documents)")
+    layout: str = setting("per_question", Enum(*LAYOUTS), "per_question: summary + an answer per question | "
+                                                          "whole: one whole response from the pool")
+    prompt_rewrite_prompt: str = setting("", Rule("str"), "the rewrite request at prompt scope ({prompt}, "
+                                                          "{scenario}, {n})")
+    rerank_mode: str = setting("question", Enum(*RERANK_MODES), "prompt scope, per_question layout: the pool "
+                                                                "reranked by the question (question | rrf)")
+    rerank_depth: int = setting(1000, Int(1, 10**9), "... with the question's own ranking to this depth")
 
     whole_prompt: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
-        """Bad values fail here, when the config is instantiated: before any model loads."""
-        for key, value, allowed in (("scope", self.scope, SCOPES), ("layout", self.layout, LAYOUTS),
-                                    ("rerank_mode", self.rerank_mode, RERANK_MODES)):
-            if value not in allowed:
-                raise UserError(f"strategy.{key}={value!r}: must be one of {', '.join(allowed)}")
-        if self.rerank_depth < 1:
-            raise UserError(f"strategy.rerank_depth={self.rerank_depth}: must be >= 1")
+        """A strategy built in Python meets the rules the CLI checks (its fields' ``setting``s); one cross check."""
+        check_fields(self, "strategy", Strategy)
         if self.scope == "prompt" and self.rewrite_prompt and not self.prompt_rewrite_prompt:
             raise UserError(f"strategy.scope=prompt: {self.name} has no prompt_rewrite_prompt (the request that "
                             "rewrites the whole prompt); set strategy.prompt_rewrite_prompt")
@@ -160,6 +176,11 @@ class Strategy:
     def fuse(self, rankings: list[list[str]], k: int) -> list[str]:
         """Several rankings -> the ``k`` documents the question reads: a rank-interleaved union by default."""
         return interleave(rankings)[:k]
+
+
+@dataclass
+class StrategySchema(Strategy, PoolRerankSettings):
+    """``strategy``: every key an option of the group may set (``qwenft.validation`` reads its rules)."""
 
 
 @dataclass

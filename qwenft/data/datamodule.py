@@ -139,9 +139,7 @@ def prepare(source: LoadResult | str | Path, tokenizer, instruct: bool, data_cfg
     cut into windows; all of it counted in the log and the stats."""
     result = source if isinstance(source, LoadResult) else _load(source, data_cfg)
     records, texts = _records_to_examples(result, strategy)
-    max_len, mode = int(data_cfg.max_length), data_cfg.get("overlong", "truncate")
-    if mode not in ("truncate", "drop"):
-        raise UserError(f"data.overlong={mode!r}: use truncate or drop")
+    max_len, mode = int(data_cfg.max_length), data_cfg.get("overlong", "truncate")  # rules: qwenft.data.schema
     examples, overlong, dropped, merged, documents, windowed, windows = [], 0, 0, 0, 0, 0, 0
     for rec in records:
         if "text" in rec:
@@ -309,8 +307,6 @@ class TrainData(pl.LightningDataModule):
         super().__init__()
         if packing == "auto":  # raw text: windows from a few tokens to max_length pack with no padding at all
             packing = bool(train.stats.get("documents"))
-        if packing not in (True, False):
-            raise UserError(f"data.packing={packing!r}: use true, false or auto")
         self.train_set, self.val_set = train, val
         # what config-built callbacks read in setup(): held-out text (new-word metrics), clinical val records
         self.heldout_texts = list(heldout_texts or [])

@@ -46,7 +46,6 @@ from qwenft.train.identity import RunIdentity, check_export_identity, checkpoint
 from qwenft.train.module import QwenFTModule
 from qwenft.train.resume import Resume, check_resume_tensors, check_resume_tokenizer, open_resume
 from qwenft.train.runinfo import run_info, tokenizer_sha256
-from qwenft.validation import validate
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +54,9 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, handles: dict | No
     """The whole run; returns the final metrics (also written to ``metrics.json``).
 
     ``handles``, if given, receives the trained ``module``, the ``tokenizer`` and the ``trainer`` (benchmarks,
-    notebooks).
+    notebooks). ``cfg`` is trusted: ``qwenft train`` validated it once at its start; a library caller runs
+    ``qwenft.validation.validate(cfg, "train")`` first (the library never imports the validation layer).
     """
-    validate(cfg, "train")  # every key's type and range: one line before anything is read or loaded
     key = "run_dir" if run_dir or cfg.get("run_dir") else "hydra.run.dir"
     run_dir = Path(run_dir or cfg.get("run_dir") or cfg.paths.output_dir)
     # the folder is this run's alone: not another run's (unless resuming), not written by two processes at once

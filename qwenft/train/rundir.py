@@ -70,7 +70,7 @@ def refuse_occupied(run_dir: Path, key: str, ignore: set[str] = frozenset()) -> 
 
 def writable(run_dir: Path, key: str) -> None:
     """A folder that cannot be written is an output problem: exit 3, before any work."""
-    from qwenft.validation import writable_dir_problem
+    from qwenft.atomic import writable_dir_problem
 
     problem = writable_dir_problem(run_dir)
     if problem:

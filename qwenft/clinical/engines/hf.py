@@ -5,7 +5,8 @@ prefill of ``qwenft.clinical.generate``. Works for every model: the in-memory ``
 from __future__ import annotations
 
 from qwenft.clinical.engines.base import Engine
-from qwenft.clinical.generate import GenerationSettings, generate_batch
+from qwenft.clinical.generate import generate_batch
+from qwenft.clinical.generation_settings import GenerationSettings
 
 
 class HFEngine(Engine):

@@ -32,8 +32,9 @@ from pathlib import Path
 
 import httpx
 
-from qwenft.clinical.engines.base import Engine, VllmSettings
-from qwenft.clinical.generate import GenerationSettings, stop_ids
+from qwenft.clinical.engines.base import Engine
+from qwenft.clinical.generate import stop_ids
+from qwenft.clinical.generation_settings import GenerationSettings, VllmSettings
 from qwenft.data.format import prompt_ids
 from qwenft.errors import UserError
 from qwenft.hardware import cpu_flags
