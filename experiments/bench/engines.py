@@ -38,7 +38,8 @@ from omegaconf import OmegaConf
 from experiments.bench.latency import median_seconds, prompt_set
 from qwenft.clinical.engines import HFEngine, open_engine, open_engine_for_model
 from qwenft.clinical.evaluate import evaluate
-from qwenft.clinical.generate import GenerationSettings, generate_batch
+from qwenft.clinical.generate import generate_batch
+from qwenft.clinical.generation_settings import GenerationSettings
 from qwenft.clinical.stages import answer
 from qwenft.clinical.strategies import Decomposition
 from qwenft.config import compose
