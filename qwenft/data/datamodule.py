@@ -301,22 +301,17 @@ class TrainData(pl.LightningDataModule):
     """
 
     def __init__(self, train: Prepared, val: Prepared | None, *, batch_size: int, pad_id: int, seed: int,
-                 packing: bool | str = False, max_val_examples: int | None = None,
-                 heldout_texts: list[str] | None = None, test: Prepared | None = None,
+                 packing: bool | str = False, max_val_examples: int | None = None, test: Prepared | None = None,
                  tokens_per_batch: int | None = None, pack_length: int | None = None) -> None:
         super().__init__()
         if packing == "auto":  # raw text: windows from a few tokens to max_length pack with no padding at all
             packing = bool(train.stats.get("documents"))
         self.train_set, self.val_set = train, val
-        # what config-built callbacks read in setup(): held-out text (new-word metrics), clinical val records
-        self.heldout_texts = list(heldout_texts or [])
-        self.val_records = val.source.records if val is not None and val.source.schema == "clinical" else []
         self.batch_size, self.pad_id, self.seed, self.packing = batch_size, pad_id, seed, packing
         self.tokens_per_batch, self.pack_length = tokens_per_batch, pack_length
         self.val_examples = (val.examples[:max_val_examples] if max_val_examples else val.examples) if val else []
         # the test split, scored once after fit (trainer.test): held-out examples capped like validation's
         self.test_examples = (test.examples[:max_val_examples] if max_val_examples else test.examples) if test else []
-        self.test_texts = list(test.texts) if test is not None else []
         self.train_loader: ResumableLoader | None = None
         self.val_loader: ResumableLoader | None = None
         self.test_loader: ResumableLoader | None = None

@@ -99,7 +99,7 @@ def build_data(cfg: DictConfig, sources: dict, built: Built) -> Splits:
         pack_length = rows
     module = TrainData(sets["train"], sets["val"], batch_size=cfg.data.batch_size,
                        pad_id=built.tokenizer.pad_token_id, seed=cfg.seed, packing=cfg.data.get("packing", False),
-                       max_val_examples=cfg.data.max_val_examples, heldout_texts=heldout.texts, test=sets["test"],
+                       max_val_examples=cfg.data.max_val_examples, test=sets["test"],
                        tokens_per_batch=cfg.data.get("tokens_per_batch"), pack_length=pack_length)
     return Splits(sets["train"], sets["val"], sets["test"], heldout, module)
 

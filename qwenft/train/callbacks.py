@@ -8,7 +8,9 @@ import logging
 import math
 import os
 import signal
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -18,11 +20,24 @@ from qwenft.metrics.newword import NewWordPerplexity, new_word_nll
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class RunInputs:
+    """What a run hands the callbacks it builds from config (``connect``), so that none of them reaches into the
+    trainer, the module or the data module for it."""
+
+    tokenizer: Any
+    words: list[str]
+    instruct: bool = True
+    heldout_texts: list[str] = field(default_factory=list)  # the new-word metrics' held-out text
+    test_texts: list[str] = field(default_factory=list)  # the test split's text, scored after fit
+    val_records: list[dict] = field(default_factory=list)  # clinical validation records (ClinicalEval)
+
+
 class NewWordMetrics(pl.Callback):
     """Per-word perplexity of the new words + bits per byte on held-out text (comparable across tokenizers).
 
-    The words and tokenizer come from the module, the held-out texts from the datamodule (``setup``), so the
-    callback itself is built from config. Each rank scores its share of the texts and the sums meet in
+    The words, tokenizer and held-out texts are the run's, handed over by ``connect`` once the callback is built
+    from config. Each rank scores its share of the texts and the sums meet in
     ``NewWordPerplexity`` (a torchmetrics Metric reduced by sum), so DDP neither repeats the work on every rank
     nor reports a single rank's numbers. A run without a validation split still ends with these numbers: they
     are computed once at the end of training.
@@ -36,12 +51,11 @@ class NewWordMetrics(pl.Callback):
         self.tokenizer = None
         self.latest: dict[str, float] = {}
 
-    def setup(self, trainer, module, stage):
-        self.words, self.tokenizer = list(getattr(module, "words", []) or []), getattr(module, "tokenizer", None)
-        texts = getattr(trainer.datamodule, "heldout_texts", None) if trainer.datamodule is not None else None
-        self.texts = list(texts or [])[: self.max_texts] if self.words and self.tokenizer is not None else []
-        test = getattr(trainer.datamodule, "test_texts", None) if trainer.datamodule is not None else None
-        self.test_texts = list(test or [])[: self.max_texts] if self.words and self.tokenizer is not None else []
+    def connect(self, run: RunInputs) -> None:
+        """The run's words, tokenizer and held-out texts, handed over once the callback is built."""
+        self.words, self.tokenizer = list(run.words), run.tokenizer
+        self.texts = list(run.heldout_texts)[: self.max_texts] if self.words else []
+        self.test_texts = list(run.test_texts)[: self.max_texts] if self.words else []
 
     def evaluate(self, trainer: pl.Trainer | None, module: pl.LightningModule, texts: list[str] | None = None,
                  prefix: str = "val") -> dict[str, float]:
@@ -225,8 +239,8 @@ class SaveOnSignal(pl.Callback):
 class ClinicalEval(pl.Callback):
     """Clinical-answer scores (ROUGE-L, F1, new-term recall...) on a few validation prompts at each validation.
 
-    Generation is slow on CPU, hence a small subset (``n_prompts``; 0 = off). Records come from the datamodule's
-    clinical validation split (none: the callback stays idle), the tokenizer and new words from the module.
+    Generation is slow on CPU, hence a small subset (``n_prompts``; 0 = off). Records are the run's clinical
+    validation split (none: the callback stays idle), handed over with the tokenizer and new words by ``connect``.
     ``generation`` holds the same keys as ``answer``'s (``max_new_tokens``, ``bf16``, ...). The prompts and
     answers are clinical text: they go to a W&B table only when ``log_text=true``.
     """
@@ -236,12 +250,12 @@ class ClinicalEval(pl.Callback):
         self.gen = dict(generation or {"max_new_tokens": 64})
         self.gen.setdefault("engine", "hf")  # the model in memory; vllm costs a weights export + server start
         self.records: list[dict] = []
+        self.tokenizer, self.instruct, self.words = None, True, []  # the run's, from connect()
 
-    def setup(self, trainer, module, stage):
-        records = getattr(trainer.datamodule, "val_records", None) if trainer.datamodule is not None else None
-        self.records = list(records or [])[: max(self.n_prompts, 0)]
-        self.tokenizer, self.instruct = getattr(module, "tokenizer", None), bool(getattr(module, "instruct", True))
-        self.words = list(getattr(module, "words", []) or [])
+    def connect(self, run: RunInputs) -> None:
+        """The run's clinical validation records, tokenizer and new words, handed over once the callback is built."""
+        self.records = list(run.val_records)[: max(self.n_prompts, 0)]
+        self.tokenizer, self.instruct, self.words = run.tokenizer, run.instruct, list(run.words)
 
     def on_validation_epoch_end(self, trainer, module):
         if trainer.sanity_checking or not self.records or self.tokenizer is None or trainer.global_rank != 0:

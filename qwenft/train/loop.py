@@ -25,13 +25,13 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from qwenft.adapters.apply import trainable_summary
 from qwenft.atomic import atomic_write_text, recover
-from qwenft.data.datamodule import TrainData, load_splits, split_texts
+from qwenft.data.datamodule import Prepared, TrainData, load_splits, split_texts
 from qwenft.data.text import read_texts
 from qwenft.errors import Interrupted, OutputError, UserError
 from qwenft.tokenizer.extend import words_from_config
 from qwenft.train import preflight, rundir
 from qwenft.train.build import Built, Splits, build_data, build_model, recorded_report
-from qwenft.train.callbacks import NewWordMetrics, SaveOnSignal, ValidateOnResume, validation_due
+from qwenft.train.callbacks import NewWordMetrics, RunInputs, SaveOnSignal, ValidateOnResume, validation_due
 from qwenft.train.checkpoint_io import load_checkpoint_file
 from qwenft.train.export import ExportSignals, export, model_card, publish
 from qwenft.train.heldout import (
@@ -142,8 +142,10 @@ def fit(cfg: DictConfig, run_dir: Path, pre: Preflight, built: Built, splits: Sp
         log.info("run dir: %s (left by an interrupted process)", note)
     loggers = build_loggers(cfg)
     monitors: dict[str, dict] = {}
-    callbacks = [*build_callbacks(cfg, monitor_fallback(cfg, built.words, splits.heldout), bool(loggers), monitors),
-                 RunIdentity(pre.data_sha256, checkpoint_shape(cfg))]
+    inputs = RunInputs(built.tokenizer, list(built.words), built.loaded.instruct, splits.heldout.texts,
+                       splits.test.texts if splits.test is not None else [], clinical_records(splits.val))
+    callbacks = [*build_callbacks(cfg, monitor_fallback(cfg, built.words, splits.heldout), bool(loggers), monitors,
+                                  inputs), RunIdentity(pre.data_sha256, checkpoint_shape(cfg))]
     if splits.val is not None and validation_due(pre.resume.step, cfg.trainer, run_dir / "history.jsonl"):
         callbacks.append(ValidateOnResume(pre.resume.step))  # killed during that step's validation: redo it
     trainer = build_trainer(cfg, callbacks, loggers, run_dir, splits.val is not None)
@@ -229,14 +231,19 @@ def finish(cfg: DictConfig, run_dir: Path, run: Fitted, built: Built, splits: Sp
 # ------------------------------------------------------------------------------------------ building blocks
 
 
+def clinical_records(val: Prepared | None) -> list[dict]:
+    """The clinical validation records ``ClinicalEval`` answers (none when the split is not clinical)."""
+    return list(val.source.records) if val is not None and val.source.schema == "clinical" else []
+
+
 def build_callbacks(cfg: DictConfig, fallback: str | None, has_loggers: bool,
-                    monitors: dict[str, dict] | None = None) -> list[pl.Callback]:
+                    monitors: dict[str, dict] | None = None, inputs: RunInputs | None = None) -> list[pl.Callback]:
     """Every entry of ``cfg.callbacks`` with a ``_target_`` (``conf/callbacks/*.yaml``); ``null`` entries are off.
 
     Two adjustments that follow from the run rather than from taste: when ``val/new_word_nll`` will not be
     logged (``fallback`` says why: no new words, or none in the held-out text) the best checkpoint monitors
     ``val/loss``, and the LR monitor needs a logger. ``monitors`` receives what each checkpoint callback
-    monitors, and why (``run_info.json``).
+    monitors, and why (``run_info.json``). A callback with ``connect`` gets the run's ``inputs`` as it is built.
     """
     callbacks = []
     for name, node in (cfg.get("callbacks") or {}).items():
@@ -257,6 +264,8 @@ def build_callbacks(cfg: DictConfig, fallback: str | None, has_loggers: bool,
         callback = instantiate(node)
         if isinstance(callback, pl.callbacks.LearningRateMonitor) and not has_loggers:
             continue
+        if inputs is not None and callable(getattr(callback, "connect", None)):
+            callback.connect(inputs)
         callbacks.append(callback)
     return callbacks
 
