@@ -38,11 +38,11 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from qwenft.data.format import IGNORE, encode_example, encode_text, text_windows
 from qwenft.data.io import LoadResult, load_records
-from qwenft.data.packing import budget_batches, collate_rows, padding_of
+from qwenft.data.packing import budget_batches, collate_rows, padding_of, row_length
 from qwenft.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -295,9 +295,9 @@ class ResumableLoader:
 class TrainData(pl.LightningDataModule):
     """The prepared splits, served per rank.
 
-    The splits arrive already validated and tokenized (they are needed before the model is wrapped: word
-    discovery reads the training text, new-word perplexity the held-out text). ``setup`` only decides which
-    rank reads which batches, which is known once the trainer has set up its strategy.
+    A run builds it with ``connect`` from its ``data`` config, the splits its preflight read and checked (before any
+    model loads) and the run's tokenizer, which tokenizes every split. ``setup`` only decides which rank reads which
+    batches, which is known once the trainer has set up its strategy.
     """
 
     def __init__(self, train: Prepared, val: Prepared | None, *, batch_size: int, pad_id: int, seed: int,
@@ -306,7 +306,7 @@ class TrainData(pl.LightningDataModule):
         super().__init__()
         if packing == "auto":  # raw text: windows from a few tokens to max_length pack with no padding at all
             packing = bool(train.stats.get("documents"))
-        self.train_set, self.val_set = train, val
+        self.train_set, self.val_set, self.test_set = train, val, test
         self.batch_size, self.pad_id, self.seed, self.packing = batch_size, pad_id, seed, packing
         self.tokens_per_batch, self.pack_length = tokens_per_batch, pack_length
         self.val_examples = (val.examples[:max_val_examples] if max_val_examples else val.examples) if val else []
@@ -315,6 +315,26 @@ class TrainData(pl.LightningDataModule):
         self.train_loader: ResumableLoader | None = None
         self.val_loader: ResumableLoader | None = None
         self.test_loader: ResumableLoader | None = None
+
+    @classmethod
+    def connect(cls, data_cfg: DictConfig, sources: dict[str, LoadResult], tokenizer, *, instruct: bool,
+                strategy: str, seed: int, attn_implementation: str | None = None) -> TrainData:
+        """The data module of a run, from its ``data`` config, the splits read in preflight and the run's tokenizer
+        (LitGPT's ``connect(tokenizer)``): every split tokenized and served as ``data_cfg`` says (packing, batch
+        sizes, packed row length for the model's attention), so the training loop only asks for it."""
+        sets = {k: prepare(sources[k], tokenizer, instruct, data_cfg, strategy) if k in sources else None
+                for k in ("train", "val", "test")}
+        pack_length = data_cfg.get("pack_length") or data_cfg.max_length
+        if data_cfg.get("tokens_per_batch"):
+            rows = row_length(attn_implementation, data_cfg.tokens_per_batch, pack_length)
+            if rows != pack_length:
+                log.info("attention %s separates packed examples only in single-row batches: packed rows of "
+                         "data.tokens_per_batch=%d tokens instead of data.pack_length=%d", attn_implementation, rows,
+                         pack_length)
+            pack_length = rows
+        return cls(sets["train"], sets["val"], batch_size=data_cfg.batch_size, pad_id=tokenizer.pad_token_id,
+                   seed=seed, packing=data_cfg.get("packing", False), max_val_examples=data_cfg.max_val_examples,
+                   test=sets["test"], tokens_per_batch=data_cfg.get("tokens_per_batch"), pack_length=pack_length)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_loader is not None:  # validate-then-fit calls setup twice: keep the loaders (and their state)

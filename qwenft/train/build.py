@@ -17,8 +17,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from qwenft.adapters.apply import PeftSpec, apply_peft
-from qwenft.data.datamodule import Prepared, TrainData, prepare
-from qwenft.data.packing import row_length
+from qwenft.data.datamodule import Prepared, TrainData
 from qwenft.data.text import read_texts
 from qwenft.errors import UserError
 from qwenft.tokenizer.discover import discover_words
@@ -84,24 +83,14 @@ class Splits:
 
 
 def build_data(cfg: DictConfig, sources: dict, built: Built) -> Splits:
-    """Tokenize every split with the run's tokenizer and build the data module (packing, batch sizes)."""
-    strategy = cfg.strategy.name
-    sets = {k: prepare(sources[k], built.tokenizer, built.loaded.instruct, cfg.data, strategy) if k in sources
-            else None for k in ("train", "val", "test")}
-    heldout = heldout_texts(cfg, sets["train"].texts, sets["val"].texts if sets["val"] else None, read_texts)
-    pack_length = cfg.data.get("pack_length") or cfg.data.max_length
-    if cfg.data.get("tokens_per_batch"):
-        attn = getattr(built.loaded.model.config, "_attn_implementation", None)
-        rows = row_length(attn, cfg.data.tokens_per_batch, pack_length)
-        if rows != pack_length:
-            log.info("attention %s separates packed examples only in single-row batches: packed rows of "
-                     "data.tokens_per_batch=%d tokens instead of data.pack_length=%d", attn, rows, pack_length)
-        pack_length = rows
-    module = TrainData(sets["train"], sets["val"], batch_size=cfg.data.batch_size,
-                       pad_id=built.tokenizer.pad_token_id, seed=cfg.seed, packing=cfg.data.get("packing", False),
-                       max_val_examples=cfg.data.max_val_examples, test=sets["test"],
-                       tokens_per_batch=cfg.data.get("tokens_per_batch"), pack_length=pack_length)
-    return Splits(sets["train"], sets["val"], sets["test"], heldout, module)
+    """The data module, connected to the run's tokenizer (``TrainData.connect``), and the held-out text the
+    new-word metrics score."""
+    module = TrainData.connect(cfg.data, sources, built.tokenizer, instruct=built.loaded.instruct,
+                               strategy=cfg.strategy.name, seed=cfg.seed,
+                               attn_implementation=getattr(built.loaded.model.config, "_attn_implementation", None))
+    val = module.val_set
+    heldout = heldout_texts(cfg, module.train_set.texts, val.texts if val is not None else None, read_texts)
+    return Splits(module.train_set, val, module.test_set, heldout, module)
 
 
 def extend_vocabulary(cfg: DictConfig, loaded, train_texts: list[str], report_texts: Sequence[str] = (),
