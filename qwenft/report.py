@@ -17,23 +17,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import ListConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from qwenft.atomic import atomic_write_text
 from qwenft.errors import UserError
-from qwenft.rules import BOOL, OPT_TEXT, TEXT, TEXTS, Int, Rule, setting
-
-
-def _runs(v: Any) -> bool:
-    return (isinstance(v, str) and bool(v)) or (
-        isinstance(v, list | ListConfig) and len(v) > 0 and all(isinstance(x, str) for x in v))
+from qwenft.rules import BOOL, OPT_TEXT, TEXT, TEXTS, Int, Rule, setting, text_or_texts
 
 
 @dataclass(kw_only=True)
 class ReportSchema:
     """``conf/report.yaml``: ``qwenft report``."""
 
-    runs: Any = setting(rule=Rule("any", check=_runs, text="a run folder or a list"),
+    runs: Any = setting(rule=Rule("any", check=lambda v: text_or_texts(v) and len(v) > 0,
+                                  text="a run folder or a list"),
                         doc="run directories, or folders searched for metrics.json")
     group_by: list[str] = setting(rule=TEXTS, doc="config groups or dotted keys that make an arm")
     metrics: list[str] = setting(rule=Rule("strlist", nonempty=True), doc="the table's columns")

@@ -99,6 +99,12 @@ def _num(x: float) -> str:
     return f"{x:g}"
 
 
+def text_or_texts(value: Any) -> bool:
+    """A text, or a list of texts (``columns``, ``runs``)."""
+    return isinstance(value, str) or (isinstance(value, list | tuple | ListConfig)
+                                      and all(isinstance(v, str) for v in value))
+
+
 def Int(lo: int | None = None, hi: int | None = None, **kw) -> Rule:  # noqa: N802 - reads like a type
     return Rule("int", lo, hi, **kw)
 

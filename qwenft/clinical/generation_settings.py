@@ -11,6 +11,7 @@ from qwenft.hardware import native_bf16
 from qwenft.rules import BOOL, OPT_TEXT, SEED, TEXT, Enum, Float, Int, check_fields, group, setting
 
 ENGINES = ("auto", "hf", "vllm")
+ENGINE = Enum(*ENGINES)
 
 
 @dataclass
@@ -75,5 +76,5 @@ class VllmSettings:
 class GenerationSchema(GenerationSettings):
     """``generation``: the decoding settings, the engine that runs them and its vLLM settings."""
 
-    engine: str = setting("auto", Enum(*ENGINES), "auto (vLLM where it runs, else transformers) | hf | vllm")
+    engine: str = setting("auto", ENGINE, "auto (vLLM where it runs, else transformers) | hf | vllm")
     vllm: VllmSettings = group(VllmSettings)

@@ -12,16 +12,11 @@ from enum import StrEnum
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig
 
 from qwenft.model.row_settings import INITS, DistillSettings
 from qwenft.model.schema import ModelSchema
-from qwenft.rules import BOOL, OPT_TEXT, SEED, TEXT, TEXTS, Enum, Float, Int, Rule, group, setting
-
-
-def _text_or_texts(v: Any) -> bool:
-    return isinstance(v, str) or (isinstance(v, list | ListConfig) and all(isinstance(x, str) for x in v))
-
+from qwenft.rules import BOOL, OPT_TEXT, SEED, TEXT, TEXTS, Enum, Float, Int, Rule, group, setting, text_or_texts
 
 Init = StrEnum("Init", {name: name for name in INITS})  # type: ignore[misc]
 
@@ -68,7 +63,7 @@ class DiscoverSchema(DiscoverArgs):
     """``conf/discover.yaml``: ``qwenft discover corpus=FILE``."""
 
     corpus: str = setting(rule=TEXT, doc="JSONL / CSV / Parquet / .txt / a saved HF dataset folder")
-    columns: Any = setting(None, Rule("any", null=True, check=_text_or_texts, text="a column name or a list"),
+    columns: Any = setting(None, Rule("any", null=True, check=text_or_texts, text="a column name or a list"),
                            "text columns to read (null: every string column)")
     tokenizer_path: str | None = setting(None, OPT_TEXT, "the tokenizer to extend (null: Qwen2.5's, offline)")
     out: str = setting(rule=TEXT, doc="folder for words.txt and the report")

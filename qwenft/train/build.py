@@ -70,13 +70,22 @@ def recorded_report(run_info_path: Path) -> dict | None:
 
 @dataclass
 class Splits:
-    """The tokenized splits, the held-out text the new-word metrics score, and the data module serving them."""
+    """The data module serving the tokenized splits, and the held-out text the new-word metrics score."""
 
-    train: Prepared
-    val: Prepared | None
-    test: Prepared | None
     heldout: Heldout
     module: TrainData
+
+    @property
+    def train(self) -> Prepared:
+        return self.module.train_set
+
+    @property
+    def val(self) -> Prepared | None:
+        return self.module.val_set
+
+    @property
+    def test(self) -> Prepared | None:
+        return self.module.test_set
 
     def items(self) -> list[tuple[str, Prepared]]:
         return [(k, v) for k, v in (("train", self.train), ("val", self.val), ("test", self.test)) if v is not None]
@@ -90,7 +99,7 @@ def build_data(cfg: DictConfig, sources: dict, built: Built) -> Splits:
                                attn_implementation=getattr(built.loaded.model.config, "_attn_implementation", None))
     val = module.val_set
     heldout = heldout_texts(cfg, module.train_set.texts, val.texts if val is not None else None, read_texts)
-    return Splits(module.train_set, val, module.test_set, heldout, module)
+    return Splits(heldout, module)
 
 
 def extend_vocabulary(cfg: DictConfig, loaded, train_texts: list[str], report_texts: Sequence[str] = (),

@@ -6,7 +6,6 @@ config asks for. Callers import from here.
 
 from qwenft.clinical.engines.base import Engine
 from qwenft.clinical.engines.choose import (
-    ENGINES,
     EngineChoice,
     cache_settings,
     decoding,
@@ -16,7 +15,7 @@ from qwenft.clinical.engines.choose import (
     resolve,
 )
 from qwenft.clinical.engines.hf import HFEngine, bf16_weights
-from qwenft.clinical.generation_settings import VllmSettings
+from qwenft.clinical.generation_settings import ENGINES, VllmSettings
 
 __all__ = ["ENGINES", "Engine", "EngineChoice", "HFEngine", "VllmSettings", "bf16_weights", "cache_settings",
            "decoding", "model_folder", "open_engine", "open_engine_for_model", "resolve"]

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from qwenft.clinical.engines.base import Engine
 from qwenft.clinical.engines.hf import HFEngine, InMemory, bf16_weights
-from qwenft.clinical.generation_settings import ENGINES, GenerationSettings, VllmSettings
+from qwenft.clinical.generation_settings import ENGINE, GenerationSettings, VllmSettings
 from qwenft.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -46,8 +46,8 @@ class EngineChoice:
     def from_generation(cls, gen: dict | None) -> EngineChoice:
         gen = dict(gen or {})
         engine = str(gen.pop("engine", "auto") or "auto")
-        if engine not in ENGINES:  # a library caller's dict (the CLI checked it against GenerationSchema)
-            raise UserError(f"generation.engine={engine!r}: must be one of: {', '.join(ENGINES)}")
+        if not ENGINE.accepts(engine):  # a library caller's dict (the CLI checked it against GenerationSchema)
+            raise UserError(f"generation.engine={engine!r}: must be {ENGINE.describe()}")
         return cls(engine, VllmSettings.from_dict(gen.pop("vllm", None)), GenerationSettings.from_dict(gen))
 
 
