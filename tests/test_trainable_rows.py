@@ -47,6 +47,26 @@ def test_new_rows_policy_moves_only_new_rows(tied, method):
     assert (emb_in.data_ptr() == emb_out.data_ptr()) == tied
 
 
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_output_rows_policy_trains_the_heads_new_rows_and_keeps_the_input_rows(method):
+    ext, model, before_in, before_out, _ = _train(False, method, "output_rows")
+    merged = merged_model(model)
+    emb_in, emb_out = merged.get_input_embeddings().weight, merged.get_output_embeddings().weight
+    new = torch.tensor(ext.new_ids)
+    old = torch.ones(emb_in.shape[0], dtype=torch.bool)
+    old[new] = False
+    assert torch.equal(emb_in, before_in)  # every input row as initialised, the new ones included
+    assert torch.equal(emb_out[old], before_out[old])
+    assert not torch.equal(emb_out[new], before_out[new])
+
+
+def test_output_rows_on_a_tied_model_trains_no_row_and_says_so(caplog):
+    with caplog.at_level("WARNING", logger="qwenft.adapters.apply"):
+        ext, model, before_in, _, _ = _train(True, "lora", "output_rows")
+    assert torch.equal(merged_model(model).get_input_embeddings().weight, before_in)
+    assert "output_rows on a tied model" in caplog.text
+
+
 def test_frozen_policy_is_the_naive_recipe_rows_never_train():
     ext, model, before_in, _, _ = _train(True, "lora", "frozen")
     emb = merged_model(model).get_input_embeddings().weight

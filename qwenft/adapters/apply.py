@@ -7,6 +7,11 @@ matrix, through PEFT's trainable tokens (with a forward that touches only those 
 ``qwenft.adapters.sparse_rows``): every old row stays bit-identical and no second copy of the 136M-parameter matrix
 is made. With tied embeddings ``ensure_weight_tying`` makes the head follow the input rows, so a merged,
 reloaded model stays tied and keeps its trained rows.
+
+``output_rows`` trains only the head's new rows and keeps the input rows as initialised: a distilled input row is
+read like the word's pieces (``qwenft.model.distill``), and training moved it away from that while the head's row,
+which decides when the word is written, still had to learn (``experiments/results/newword_real``). A tied model has
+one shared row per word, which is the input row, so there ``output_rows`` trains no row (said in the log).
 """
 
 from __future__ import annotations
@@ -27,8 +32,8 @@ ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "d
 ROW_PARAM_MARKERS = ("trainable_tokens_delta", "embed_tokens", "lm_head")
 
 
-def _row_targets(model: PreTrainedModel, new_ids: list[int]) -> dict[str, list[int]]:
-    targets = {"embed_tokens": list(new_ids)}
+def _row_targets(model: PreTrainedModel, new_ids: list[int], trainable_rows: str) -> dict[str, list[int]]:
+    targets = {} if trainable_rows == "output_rows" else {"embed_tokens": list(new_ids)}
     if not embeddings_tied(model):
         targets["lm_head"] = list(new_ids)
     return targets
@@ -43,12 +48,16 @@ def apply_peft(
     """Return the model to train; ``new_ids`` are the rows added by vocabulary extension (may be empty)."""
     new_ids = list(new_ids or [])
     tied = embeddings_tied(model)
-    if trainable_rows == "new_rows" and not new_ids:
+    if trainable_rows == "output_rows" and tied and new_ids:
+        log.warning("tokenizer.trainable_rows=output_rows on a tied model: its one row per word is the input row, "
+                    "so no new row trains (as frozen)")
+    if trainable_rows in ("new_rows", "output_rows") and (not new_ids or not _row_targets(model, new_ids,
+                                                                                       trainable_rows)):
         trainable_rows = "frozen"  # nothing new to train: same as the plain recipe
     if spec.method == "lora":
         kwargs: dict = {}
-        if trainable_rows == "new_rows":
-            kwargs["trainable_token_indices"] = _row_targets(model, new_ids)
+        if trainable_rows in ("new_rows", "output_rows"):
+            kwargs["trainable_token_indices"] = _row_targets(model, new_ids, trainable_rows)
             kwargs["ensure_weight_tying"] = tied
         elif trainable_rows == "all":
             kwargs["modules_to_save"] = ["embed_tokens"] if tied else ["embed_tokens", "lm_head"]
@@ -68,8 +77,8 @@ def apply_peft(
         return use_row_sparse_forward(wrapped)
     if spec.method != "full":
         raise UserError(f"peft.method={spec.method!r}: choose lora or full")
-    if trainable_rows == "new_rows":
-        targets = _row_targets(model, new_ids)
+    if trainable_rows in ("new_rows", "output_rows"):
+        targets = _row_targets(model, new_ids, trainable_rows)
         peft_model = get_peft_model(
             model, TrainableTokensConfig(target_modules=list(targets), token_indices=new_ids)
         )

@@ -23,6 +23,7 @@ Init = StrEnum("Init", {name: name for name in INITS})  # type: ignore[misc]
 
 class TrainableRows(StrEnum):
     new_rows = "new_rows"  # only the new rows train (input rows; output rows too where the head is untied)
+    output_rows = "output_rows"  # only the head's new rows train; the input rows keep their init (untied heads)
     all = "all"  # the whole embedding matrix and head train
     frozen = "frozen"  # the naive recipe: new rows stay at their init
 
@@ -54,7 +55,7 @@ class TokenizerConfig:
                                             "text at step 0 (qwenft.tokenizer.word_report)")
     distill: DistillSettings = group(DistillSettings)
     trainable_rows: TrainableRows = setting(TrainableRows.new_rows, Enum(*(r.value for r in TrainableRows)),
-                                            "which rows train: new_rows | all | frozen")
+                                            "which rows train: new_rows | output_rows | all | frozen")
     rows_lr: float = setting(1e-3, Float(0, 10, lo_open=True), "learning rate of the trainable rows")
 
 
