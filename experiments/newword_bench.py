@@ -63,7 +63,8 @@ HELDOUT_TEMPLATES = {  # sentences never seen in training: only the words carry 
 }
 ARMS = ("none", "usual", "qwenft", "qwenft_qv", "qwenft_frozen_rows", "qwenft_init_default", "qwenft_no_rows_lr",
         "qwenft_init_gloss", "qwenft_init_distill", "qwenft_init_adaptivocab", "qwenft_init_mean_subword",
-        "qwenft_init_distill_rows_lr_1e-4", "qwenft_rows_lr_1e-4", "qwenft_init_distill_frozen_rows")
+        "qwenft_init_distill_rows_lr_1e-4", "qwenft_rows_lr_1e-4", "qwenft_init_distill_frozen_rows",
+        "qwenft_init_distill_output_rows")
 GLOSS = {"drug": "a medicine", "disease": "a disease", "sign": "a clinical sign"}  # what the kind honestly tells
 LEARNING_RATE, MAX_LENGTH = 3e-4, 128
 
@@ -137,13 +138,15 @@ def qwenft_overrides(arm: str, data_dir: Path) -> list[str]:
             "qwenft_rows_lr_1e-4": ["tokenizer.rows_lr=1e-4"],
             # the distilled rows kept as they are: best on real words (newword_real, 2026-12-03)
             "qwenft_init_distill_frozen_rows": ["tokenizer.init=distill", "tokenizer.trainable_rows=frozen"],
+            # the distilled input rows kept, the head's new rows trained (untied heads): for both kinds of word?
+            "qwenft_init_distill_output_rows": ["tokenizer.init=distill", "tokenizer.trainable_rows=output_rows"],
             }[arm]
 
 
 def run_qwenft(arm: str, model: str, data: dict, steps: int, batch: int, seed: int, run_dir: str):
     """qwenft's own pipeline on the raw text; returns (model, tokenizer, seconds)."""
     from qwenft.config import compose
-    from qwenft.train.loop import train
+    from qwenft.train.loop import train_run
 
     d = data["dir"]
     cfg = compose("train", [
@@ -153,10 +156,9 @@ def run_qwenft(arm: str, model: str, data: dict, steps: int, batch: int, seed: i
         "logger=none", "callbacks=none", f"trainer.max_steps={steps}", "trainer.precision=32-true",
         "validate_before=false", f"optim.lr={LEARNING_RATE}", "export.enabled=false", f"seed={seed}",
         f"paths.output_dir={run_dir}", *qwenft_overrides(arm, d)])
-    handles: dict = {}
     start = time.perf_counter()
-    train(cfg, run_dir=run_dir, handles=handles)
-    return handles["module"].model, handles["tokenizer"], time.perf_counter() - start
+    trained = train_run(cfg, run_dir=run_dir)
+    return trained.module.model, trained.tokenizer, time.perf_counter() - start
 
 
 def run_usual(model: str, data: dict, steps: int, batch: int, seed: int, run_dir: str):

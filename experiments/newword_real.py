@@ -159,7 +159,7 @@ def step0(arm: str, model_name: str, words: list[str], corpus: list[str], texts:
 def trained(arm: str, model_name: str, words: list[str], data_dir: Path, texts: dict, steps: int, batch: int,
             seed: int, max_length: int = 256, overrides: Sequence[str] = ()) -> dict:
     from qwenft.config import compose
-    from qwenft.train.loop import train
+    from qwenft.train.loop import train_run
 
     over = ["tokenizer=none", f"eval_words_file={data_dir / 'words.txt'}"] if arm == "pieces" else \
         [f"tokenizer.words_file={data_dir / 'words.txt'}", f"tokenizer.init={arm}", *overrides]
@@ -169,12 +169,11 @@ def trained(arm: str, model_name: str, words: list[str], data_dir: Path, texts: 
             f"data.max_length={max_length}", "logger=none", "callbacks=none", f"trainer.max_steps={steps}",
             "validate_before=false", "optim.lr=3e-4", "export.enabled=false", f"seed={seed}",
             f"paths.output_dir={run_dir}", *over])
-        handles: dict = {}
         start = time.perf_counter()
-        train(cfg, run_dir=run_dir, handles=handles)
+        trained = train_run(cfg, run_dir=run_dir)
         seconds = time.perf_counter() - start
         return {"arm": arm, "seed": seed, "steps": steps, "train_seconds": seconds,
-                **score(handles["module"].model, handles["tokenizer"], texts, words)}
+                **score(trained.module.model, trained.tokenizer, texts, words)}
 
 
 def table(rows: list[dict], title: str) -> list[str]:

@@ -5,9 +5,11 @@ body is ``run(cfg)`` in ``qwenft.commands.<verb>``, so every verb takes the same
 directory. Hydra's own flags work too: ``--config-dir DIR`` adds a folder of your own configs in front of the
 shipped ones (``DIR/model/mine.yaml`` -> ``model=mine``), ``--cfg job`` prints the composed config.
 
-Before Hydra runs a job, the config is composed once here and validated (``qwenft.validation``), so a bad
-override or value is one ``error:`` line and exit 2 before a run dir exists or a model loads; errors during the
-job map to exit codes the same way (``exit_for``: 2 bad input, 3 an output could not be written, 128+N a signal).
+A single run's config is composed once, here, the way Hydra composes it, and validated once
+(``qwenft.validation``), so a bad override or value is one ``error:`` line and exit 2 before a run dir exists or a
+model loads; Hydra then runs the job from that same config (``Job``). Sweeps (``-m``) are checked value by value
+here and each job is validated again inside Hydra, where its values resolve. Errors during the job map to exit
+codes the same way (``exit_for``: 2 bad input, 3 an output could not be written, 128+N a signal).
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ import io
 import os
 import signal
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 VERBS: dict[str, tuple[str, str]] = {
     # verb: (root config in qwenft/conf/, module whose run(cfg) does the work)
@@ -79,29 +82,86 @@ def main(argv: list[str] | None = None) -> None:
     from qwenft.warnings import quiet_known_warnings
 
     quiet_known_warnings()
-    guard = precheck(verb, config_name, rest)  # bad overrides/values: one line, exit 2, before any import or write
+    job = precheck(verb, config_name, rest)  # bad overrides/values: one line, exit 2, before any import or write
 
     target = importlib.import_module(module_name).run
 
-    def run(cfg):  # noqa: ANN001 - Hydra passes a DictConfig
+    def task(cfg):  # noqa: ANN001 - Hydra passes a DictConfig
         try:
-            from qwenft.validation import validate
-
-            validate(cfg, config_name)  # again inside Hydra: sweeps (-m) and ${hydra:...} values resolve here
             check_outputs(cfg, config_name)
             return target(cfg)
         except BaseException as err:  # noqa: BLE001 - mapped to one line and an exit code, or re-raised
             exit_for(err)
             raise
 
-    app = hydra.main(config_path=str(conf_dir()), config_name=config_name, version_base="1.3")(run)
     sys.argv = [sys.argv[0], *rest]  # a real program path: DDP children are launched from it
-    try:
-        app()
-    except SystemExit as stop:
-        if stop.code == 2 and guard is not None:
-            guard.restore()  # a refused resume leaves the old run's .hydra/ and logs as they were
-        raise
+    if job is not None:
+        job.run(task)
+        return
+
+    def validated_task(cfg):  # noqa: ANN001 - a sweep's job: its values resolve only here
+        from qwenft.validation import validate
+
+        try:
+            validate(cfg, config_name)
+        except BaseException as err:  # noqa: BLE001
+            exit_for(err)
+            raise
+        return task(cfg)
+
+    hydra.main(config_path=str(conf_dir()), config_name=config_name, version_base="1.3")(validated_task)()
+
+
+@dataclass
+class Job:
+    """A single run, composed and validated once by ``precheck``: Hydra runs it from this very config (what
+    ``hydra.main`` does after composing it again), so the command never composes or checks it twice."""
+
+    app: Any  # hydra._internal.hydra.Hydra
+    cfg: Any  # DictConfig, with its hydra node
+    config_name: str
+    guard: RunGuard | None = None
+
+    def run(self, task) -> None:  # noqa: ANN001 - the verb's task function
+        from hydra._internal.callbacks import Callbacks
+        from hydra._internal.utils import run_and_report
+        from hydra.core.global_hydra import GlobalHydra
+        from hydra.core.utils import run_job
+        from hydra.types import HydraContext
+
+        def run() -> None:
+            callbacks = Callbacks(self.cfg)
+            callbacks.on_run_start(config=self.cfg, config_name=self.config_name)
+            ret = run_job(hydra_context=HydraContext(config_loader=self.app.config_loader, callbacks=callbacks),
+                          task_function=task, config=self.cfg, job_dir_key="hydra.run.dir", job_subdir_key=None)
+            callbacks.on_run_end(config=self.cfg, config_name=self.config_name, job_return=ret)
+            _ = ret.return_value  # the task's own exception, raised here
+
+        try:
+            run_and_report(run)
+        except SystemExit as stop:
+            if stop.code == 2 and self.guard is not None:
+                self.guard.restore()  # a refused resume leaves the old run's .hydra/ and logs as they were
+            raise
+        finally:
+            GlobalHydra.instance().clear()
+
+
+def hydra_app(config_dir: str | None):  # noqa: ANN201 - hydra._internal.hydra.Hydra
+    """Hydra's app as ``hydra.main`` builds it for the CLI: the shipped configs, ``--config-dir`` in front."""
+    from hydra._internal.hydra import Hydra
+    from hydra._internal.utils import create_automatic_config_search_path
+    from hydra.core.config_search_path import SearchPathQuery
+    from hydra.core.global_hydra import GlobalHydra
+
+    from qwenft.config import conf_dir
+
+    search_path = create_automatic_config_search_path(None, None, str(conf_dir()))
+    if config_dir:
+        search_path.prepend(provider="command-line", path=f"file://{os.path.abspath(config_dir)}",
+                            anchor=SearchPathQuery(provider="schema"))
+    GlobalHydra.instance().clear()
+    return Hydra.create_main_hydra2(task_name="cli", config_search_path=search_path)
 
 
 # ------------------------------------------------------------------------------------------ error handling
@@ -218,12 +278,26 @@ class RunGuard:
             self.run_dir.rmdir()
 
 
-def precheck(verb: str, config_name: str, rest: list[str]) -> RunGuard | None:
-    """Compose the config as Hydra will and validate it, before Hydra creates a run dir or a model loads.
+def precheck(verb: str, config_name: str, rest: list[str]) -> Job | None:
+    """``_precheck``; Hydra's global state is left as found unless a ``Job`` holds it (in-process callers, tests)."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    job = None
+    try:
+        job = _precheck(verb, config_name, rest)
+        return job
+    finally:
+        if job is None:
+            GlobalHydra.instance().clear()
+
+
+def _precheck(verb: str, config_name: str, rest: list[str]) -> Job | None:
+    """Compose the config as Hydra does and validate it, before Hydra creates a run dir or a model loads.
 
     Hydra's own errors (unknown key, bad override syntax, unknown group option) and every value rule of
     ``qwenft.validation`` become one line and exit 2. Sweeps (``-m``) are checked value by value. Skipped for
-    ``--help``, ``--cfg`` and the like, which run no job. Returns the guard of an old run dir being resumed.
+    ``--help``, ``--cfg`` and the like, which run no job. Returns the ``Job`` of a single run (None: a sweep, or
+    no job), which Hydra then runs from the same config.
     """
     from hydra._internal.utils import get_args_parser
 
@@ -251,13 +325,19 @@ def precheck(verb: str, config_name: str, rest: list[str]) -> RunGuard | None:
         variants = sweep_variants(overrides) if args.multirun else [overrides]
     except Exception as err:  # noqa: BLE001 - an override Hydra's grammar rejects
         fail(f"error: {hydra_error_line(err, overrides)}", 2)
-    cfg = None
+    from hydra.types import RunMode
+
+    from qwenft.config import compose
+
+    cfg = app = None
     for variant in variants:
         try:
-            from qwenft.config import compose
-
-            cfg = compose(config_name, variant, config_dirs=[args.config_dir] if args.config_dir else [],
-                          return_hydra_config=True)
+            if args.multirun:
+                cfg = compose(config_name, variant, config_dirs=[args.config_dir] if args.config_dir else [],
+                              return_hydra_config=True)
+            else:  # exactly what hydra.main would run
+                app = hydra_app(args.config_dir)
+                cfg = app.compose_config(config_name, variant, run_mode=RunMode.RUN)
         except Exception as err:  # noqa: BLE001 - Hydra/OmegaConf composition errors
             fail(f"error: {hydra_error_line(err, variant)}", 2)
         try:
@@ -278,11 +358,14 @@ def precheck(verb: str, config_name: str, rest: list[str]) -> RunGuard | None:
         if problem:
             key = "hydra.sweep.dir" if args.multirun else "hydra.run.dir"
             fail(f"error: {key}={run_dir}: cannot write there: {problem}", 3)
-    if verb == "train" and not args.multirun:
+    if args.multirun or app is None or str(cfg.hydra.get("mode") or "RUN").endswith("MULTIRUN"):
+        return None  # a sweep (-m, or hydra.mode: MULTIRUN in an hparams_search config): Hydra's own main
+    if cfg.hydra.mode is None:
+        cfg.hydra.mode = RunMode.RUN  # as Hydra.run sets it
+    if verb == "train":
         refuse_foreign_run_dir(cfg, run_dir)
-    if verb == "train" and not args.multirun and run_dir:
-        return RunGuard(Path(run_dir), subdir)
-    return None
+    guard = RunGuard(Path(run_dir), subdir) if verb == "train" and run_dir else None
+    return Job(app, cfg, config_name, guard)
 
 
 #: The Optuna sweeper (``conf/hparams_search/``) and its SQLAlchemy 1.4 / old alembic pins are the ``sweep`` extra.

@@ -115,3 +115,31 @@ def test_config_errors_name_the_key(tmp_path):
     assert out.returncode != 0 and "tokenizer.init" in out.stderr and "mean_subword" in out.stderr
     out = qwenft("extend", "model=tiny", "tokenizer.wrods=[neurogenix]", f"hydra.run.dir={tmp_path}/h", cwd=tmp_path)
     assert out.returncode != 0 and "tokenizer.wrods" in out.stderr
+
+
+def test_a_single_run_is_composed_and_validated_once_and_a_sweep_validates_each_job(tmp_path, monkeypatch, capsys):
+    """Issue 28: the CLI composes a run's config once (as Hydra would) and Hydra runs that very config; a sweep's
+    jobs, whose values resolve only inside Hydra, are each validated there."""
+    from hydra._internal.hydra import Hydra
+
+    import qwenft.validation
+    from tests.badinputs import run_cli
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("Neurogenix helps. Neurogenix was stopped. Neurogenix again.\n")
+    composed, validated = [], []
+    real_compose, real_validate = Hydra.compose_config, qwenft.validation.validate
+    monkeypatch.setattr(Hydra, "compose_config",
+                        lambda self, *a, **k: composed.append(1) or real_compose(self, *a, **k))
+    monkeypatch.setattr(qwenft.validation, "validate", lambda *a, **k: validated.append(1) or real_validate(*a, **k))
+    res = run_cli(["discover", f"corpus={corpus}", "min_count=2", f"out={tmp_path}/d", f"hydra.run.dir={tmp_path}/h"],
+                  monkeypatch, capsys)
+    assert res.code == 0 and (tmp_path / "d" / "words.txt").is_file()
+    assert (len(composed), len(validated)) == (1, 1)
+    assert (tmp_path / "h" / ".hydra" / "overrides.yaml").is_file()  # Hydra still wrote its record of the run
+
+    composed.clear(), validated.clear()
+    res = run_cli(["discover", "-m", f"corpus={corpus}", "min_count=2,3", f"out={tmp_path}/s${{min_count}}",
+                   f"hydra.sweep.dir={tmp_path}/sweep"], monkeypatch, capsys)
+    assert res.code == 0 and (tmp_path / "s2" / "words.txt").is_file() and (tmp_path / "s3").is_dir()
+    assert len(validated) == 2 + 2  # each value once before the sweep starts, each job once inside Hydra

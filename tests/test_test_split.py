@@ -11,7 +11,7 @@ from trainutil import TINY
 
 from qwenft.config import compose
 from qwenft.train.checkpoint_io import load_checkpoint_file
-from qwenft.train.loop import train
+from qwenft.train.loop import train, train_run
 
 
 def test_test_split_scored_with_the_best_checkpoint(tmp_path, monkeypatch):
@@ -20,8 +20,8 @@ def test_test_split_scored_with_the_best_checkpoint(tmp_path, monkeypatch):
     cfg = compose("train", [*TINY, "trainer.max_steps=4", "trainer.val_check_interval=2",
                             "callbacks.best_checkpoint.mode=max", "callbacks.last_checkpoint.every_n_train_steps=1",
                             "export.enabled=false", f"paths.output_dir={tmp_path}"])
-    handles: dict = {}
-    metrics = train(cfg, run_dir=tmp_path, handles=handles)
+    trained = train_run(cfg, run_dir=tmp_path)
+    metrics = trained.metrics
     best = tmp_path / "checkpoints" / "best.ckpt"
     assert metrics["test/checkpoint"] == str(best)
     assert metrics["test/loss"] > 0 and metrics["test/new_word_nll"] > 0 and metrics["test/bits_per_byte"] > 0
@@ -33,7 +33,7 @@ def test_test_split_scored_with_the_best_checkpoint(tmp_path, monkeypatch):
     assert any(row.get("test/loss") for row in logged), "test/loss not logged"
     # the module holds the final weights again (what export.checkpoint=last exports), not the best checkpoint's
     last = load_checkpoint_file(tmp_path / "checkpoints" / "last.ckpt")["state_dict"]
-    state = handles["module"].state_dict()
+    state = trained.module.state_dict()
     assert last.keys() == state.keys() and all(torch.equal(last[k], state[k]) for k in last)
 
 

@@ -48,26 +48,26 @@ def heldout() -> list[str]:
 
 def qwenft_train(model: str, steps: int, out_dir: str, extra: tuple[str, ...] = ()) -> tuple[dict, dict]:
     """The demo experiment at the bench's batch/length/lr, no logging or export (+ ``extra`` Hydra overrides, for
-    ablations) -> (metrics, handles)."""
+    ablations) -> (metrics, the trained run)."""
     from qwenft.config import compose
-    from qwenft.train.loop import train
+    from qwenft.train.loop import train_run
 
     overrides = ["experiment=demo", f"model={model}", "logger=none", "callbacks=none",
                  f"trainer.max_steps={steps}", "trainer.val_check_interval=100000", "validate_before=false",
                  f"data.batch_size={BATCH}", f"data.max_length={MAX_LEN}", f"optim.lr={LR}", "export.enabled=false",
                  f"paths.output_dir={out_dir}", *extra]
     cfg = compose("train", overrides)
-    handles: dict = {}
-    return train(cfg, run_dir=out_dir, handles=handles), handles
+    trained = train_run(cfg, run_dir=out_dir)
+    return trained.metrics, trained
 
 
 def qwenft_arm(model: str, steps: int, out_dir: str, extra: tuple[str, ...] = ()) -> dict:
-    metrics, handles = qwenft_train(model, steps, out_dir, extra)
+    metrics, trained = qwenft_train(model, steps, out_dir, extra)
     train_rss = peak_rss_mb()  # before the measurements below, which the baseline arm does not run
-    module = handles["module"]
+    module = trained.module
     step = _flops_per_step(module)
     words, _ = read_words_file(DEMO_DIR / "words.txt")
-    q = new_word_nll(module.model, handles["tokenizer"], heldout(), words)
+    q = new_word_nll(module.model, trained.tokenizer, heldout(), words)
     return {"tokens_per_s": metrics["train/avg_tokens_per_s"], "pad_fraction": metrics["train/pad_fraction"],
             "val_new_word_ppl": q.new_word_ppl, "val_bits_per_byte": q.bits_per_byte,
             "train_peak_rss_mb": train_rss, **step}

@@ -153,16 +153,15 @@ def qwenft_overrides(arm: str, args, profile: str, data_file: Path | None, cuda:
 
 def run_qwenft(arm: str, args, profile: str, data_file: Path | None, cuda: bool, tmp: Path) -> dict:
     from qwenft.config import compose
-    from qwenft.train.loop import train
+    from qwenft.train.loop import train_run
 
     overrides = qwenft_overrides(arm, args, profile, data_file, cuda)
     out = tmp / arm
     cfg = compose("train", [*overrides, f"paths.output_dir={out}"])
-    handles: dict = {}
-    train(cfg, run_dir=out, handles=handles)
+    trained = train_run(cfg, run_dir=out)
     # by name: run as a script this module is __main__, the config instantiates experiments.bench.gpu_throughput's
-    clock = next(c for c in handles["trainer"].callbacks if type(c).__name__ == "StepClock")
-    module = handles["module"]
+    clock = next(c for c in trained.trainer.callbacks if type(c).__name__ == "StepClock")
+    module = trained.module
     timed = clock.rows[args.warmup:]
     seconds = timed[-1]["t"] - clock.rows[args.warmup - 1]["t"]
     c = counts(module.model)
@@ -170,7 +169,7 @@ def run_qwenft(arm: str, args, profile: str, data_file: Path | None, cuda: bool,
     common = set(qwenft_overrides("", args, profile, data_file, cuda))  # what every qwenft arm shares
     stats["settings"] = " ".join(o for o in overrides if o not in common)
     stats["head_loss"] = module.head_loss
-    del handles, module, clock
+    del trained, module, clock
     return stats
 
 

@@ -24,8 +24,8 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=15)
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        _, handles = qwenft_train(args.model, 1, tmp)
-        batch, step = training_step(handles["module"])
+        _, trained = qwenft_train(args.model, 1, tmp)
+        batch, step = training_step(trained.module)
         step()  # warm-up outside the profile
         with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
             step()

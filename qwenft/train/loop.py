@@ -50,21 +50,34 @@ from qwenft.train.runinfo import run_info, tokenizer_sha256
 log = logging.getLogger(__name__)
 
 
-def train(cfg: DictConfig, run_dir: str | Path | None = None, handles: dict | None = None) -> dict:
-    """The whole run; returns the final metrics (also written to ``metrics.json``).
+@dataclass
+class Trained:
+    """What a finished run leaves in memory: its final ``metrics`` (also in ``metrics.json``), the trained
+    ``module`` and ``tokenizer``, and the ``trainer`` (benchmarks and notebooks read them)."""
 
-    ``handles``, if given, receives the trained ``module``, the ``tokenizer`` and the ``trainer`` (benchmarks,
-    notebooks). ``cfg`` is trusted: ``qwenft train`` validated it once at its start; a library caller runs
-    ``qwenft.validation.validate(cfg, "train")`` first (the library never imports the validation layer).
-    """
+    metrics: dict
+    module: QwenFTModule
+    tokenizer: object
+    trainer: pl.Trainer
+
+
+def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
+    """The whole run; returns the final metrics (also written to ``metrics.json``); ``train_run`` also returns the
+    trained module. ``cfg`` is trusted: ``qwenft train`` validated it once at its start; a library caller runs
+    ``qwenft.validation.validate(cfg, "train")`` first (the library never imports the validation layer)."""
+    return train_run(cfg, run_dir).metrics
+
+
+def train_run(cfg: DictConfig, run_dir: str | Path | None = None) -> Trained:
+    """``train``, returning the trained module, tokenizer and trainer with the metrics."""
     key = "run_dir" if run_dir or cfg.get("run_dir") else "hydra.run.dir"
     run_dir = Path(run_dir or cfg.get("run_dir") or cfg.paths.output_dir)
     # the folder is this run's alone: not another run's (unless resuming), not written by two processes at once
     with rundir.claim(run_dir, resuming=bool(cfg.get("ckpt_path")), key=key):
-        return _train(cfg, run_dir, handles)
+        return _train(cfg, run_dir)
 
 
-def _train(cfg: DictConfig, run_dir: Path, handles: dict | None) -> dict:
+def _train(cfg: DictConfig, run_dir: Path) -> Trained:
     if str(run_dir) != str(cfg.paths.output_dir):  # loggers and callbacks write under paths.output_dir
         cfg = OmegaConf.merge(cfg, {"paths": {"output_dir": str(run_dir)}})
     log.info("run dir: %s", run_dir)
@@ -75,11 +88,9 @@ def _train(cfg: DictConfig, run_dir: Path, handles: dict | None) -> dict:
         pre.resume.state = None
     splits = build_data(cfg, pre.sources, built)
     run = fit(cfg, run_dir, pre, built, splits)
-    if handles is not None:
-        handles.update(module=run.module, tokenizer=built.tokenizer, trainer=run.trainer)
     metrics = finish(cfg, run_dir, run, built, splits)
     log.info("run dir: %s", run_dir)
-    return metrics
+    return Trained(metrics, run.module, built.tokenizer, run.trainer)
 
 
 # ---------------------------------------------------------------------------------------------- preflight
