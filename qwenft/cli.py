@@ -15,9 +15,11 @@ codes the same way (``exit_for``: 2 bad input, 3 an output could not be written,
 from __future__ import annotations
 
 import contextlib
+import copy
 import errno
 import importlib
 import io
+import logging
 import os
 import signal
 import sys
@@ -115,12 +117,19 @@ def main(argv: list[str] | None = None) -> None:
 @dataclass
 class Job:
     """A single run, composed and validated once by ``precheck``: Hydra runs it from this very config (what
-    ``hydra.main`` does after composing it again), so the command never composes or checks it twice."""
+    ``hydra.main`` does after composing it again), so the command never composes or checks it twice.
+
+    ``train`` checks what needs its data and model before it writes (the data files, the words; a resume's same
+    data, tokenizer and tensors): Hydra's record of the job (``.hydra/``, the job log) is ``hold``-ed until they
+    pass (``qwenft.train.rundir.accept``), so a refused run writes nothing -- a resume leaves the old run as it
+    was, a new run leaves no folder -- and nothing has to be undone.
+    """
 
     app: Any  # hydra._internal.hydra.Hydra
     cfg: Any  # DictConfig, with its hydra node
     config_name: str
-    guard: RunGuard | None = None
+    hold: bool = False
+    existed: bool = True  # the run dir was there before this run
 
     def run(self, task) -> None:  # noqa: ANN001 - the verb's task function
         from hydra._internal.callbacks import Callbacks
@@ -129,22 +138,103 @@ class Job:
         from hydra.core.utils import run_job
         from hydra.types import HydraContext
 
+        from qwenft.train import rundir
+
+        cfg = self.held_config() if self.hold else self.cfg
+
         def run() -> None:
-            callbacks = Callbacks(self.cfg)
-            callbacks.on_run_start(config=self.cfg, config_name=self.config_name)
+            callbacks = Callbacks(cfg)
+            callbacks.on_run_start(config=cfg, config_name=self.config_name)
             ret = run_job(hydra_context=HydraContext(config_loader=self.app.config_loader, callbacks=callbacks),
-                          task_function=task, config=self.cfg, job_dir_key="hydra.run.dir", job_subdir_key=None)
-            callbacks.on_run_end(config=self.cfg, config_name=self.config_name, job_return=ret)
+                          task_function=task, config=cfg, job_dir_key="hydra.run.dir", job_subdir_key=None)
+            callbacks.on_run_end(config=cfg, config_name=self.config_name, job_return=ret)
             _ = ret.return_value  # the task's own exception, raised here
 
+        refused = False
         try:
             run_and_report(run)
         except SystemExit as stop:
-            if stop.code == 2 and self.guard is not None:
-                self.guard.restore()  # a refused resume leaves the old run's .hydra/ and logs as they were
+            refused = stop.code == 2 and rundir.holding()  # refused before its checks passed
             raise
         finally:
+            if refused:  # an old run's .hydra/ and log stay as they were; a new run leaves no folder
+                rundir.drop_held()
+                HeldFileHandler.drop_all()
+                if not self.existed:
+                    with contextlib.suppress(OSError):
+                        Path(str(self.cfg.hydra.run.dir)).rmdir()  # only if empty
+            else:  # a crash or a signal keeps its record and log, as Hydra would
+                rundir.accept()
             GlobalHydra.instance().clear()
+
+    def held_config(self):  # noqa: ANN201 - DictConfig
+        """The config Hydra runs for a held job: no ``.hydra/`` written at the start, the job log held; both are
+        written by ``write_record`` when the run's checks pass."""
+        from omegaconf import open_dict
+
+        from qwenft.train import rundir
+
+        cfg = copy.deepcopy(self.cfg)
+        with open_dict(cfg):
+            cfg.hydra.output_subdir = None
+            for handler in (cfg.hydra.job_logging.get("handlers") or {}).values():
+                if handler.get("class") == "logging.FileHandler":
+                    handler["class"] = f"{__name__}.HeldFileHandler"
+        rundir.hold(self.write_record)
+        return cfg
+
+    def write_record(self) -> None:
+        """``.hydra/`` (config, hydra, overrides) as Hydra writes it, and the held job log."""
+        from hydra.core.utils import _save_config
+        from omegaconf import OmegaConf, open_dict, read_write
+
+        HeldFileHandler.release_all()
+        subdir = self.cfg.hydra.output_subdir
+        if subdir is None:
+            return
+        cfg = copy.deepcopy(self.cfg)
+        with read_write(cfg), open_dict(cfg):
+            cfg.hydra.runtime.output_dir = os.path.abspath(str(cfg.hydra.run.dir))
+            hydra_cfg = OmegaConf.create({"hydra": cfg.hydra})
+            del cfg["hydra"]
+        out = Path(hydra_cfg.hydra.runtime.output_dir) / str(subdir)
+        _save_config(cfg, "config.yaml", out)
+        _save_config(hydra_cfg, "hydra.yaml", out)
+        _save_config(self.cfg.hydra.overrides.task, "overrides.yaml", out)
+
+
+class HeldFileHandler(logging.FileHandler):
+    """Hydra's job log for a held job: records wait in memory until the run may write its folder."""
+
+    held_handlers: list[HeldFileHandler] = []
+
+    def __init__(self, filename: str, mode: str = "a", encoding: str | None = None, delay: bool = True,
+                 errors: str | None = None) -> None:
+        super().__init__(filename, mode, encoding, delay=True, errors=errors)
+        self.held: list[logging.LogRecord] | None = []
+        HeldFileHandler.held_handlers.append(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.held is None:
+            super().emit(record)
+        else:
+            self.held.append(record)
+
+    @classmethod
+    def drop_all(cls) -> None:
+        """The run was refused: nothing it logged goes into the old run's log."""
+        for handler in cls.held_handlers:
+            handler.held = []
+        cls.held_handlers.clear()
+
+    @classmethod
+    def release_all(cls) -> None:
+        """Write what each handler holds and let it write directly from now on."""
+        for handler in cls.held_handlers:
+            held, handler.held = handler.held or [], None
+            for record in held:
+                logging.FileHandler.emit(handler, record)
+        cls.held_handlers.clear()
 
 
 def hydra_app(config_dir: str | None):  # noqa: ANN201 - hydra._internal.hydra.Hydra
@@ -220,62 +310,6 @@ def check_outputs(cfg, config_name: str) -> None:  # noqa: ANN001 - DictConfig
         problem = writable_dir_problem(value)
         if problem:  # an output that cannot be written: exit 3, as for a full disk
             raise OutputError(f"{key}={value}: cannot write there: {problem}")
-
-
-class RunGuard:
-    """What a refused resume must not change in an old run dir: Hydra's ``.hydra/`` files and its logs.
-
-    Hydra writes ``.hydra/`` (and appends to ``<job>.log``) before the command starts; when the command then
-    refuses (exit 2: another tokenizer, other data), the old files are put back as they were.
-    """
-
-    def __init__(self, run_dir: Path, subdir: str | None) -> None:
-        self.run_dir = run_dir
-        self.existed = run_dir.is_dir()  # a folder Hydra creates for a refused run is removed again
-        self.files: dict[Path, bytes] = {}
-        self.logs: dict[Path, int] = {p: p.stat().st_size for p in run_dir.glob("*.log") if p.is_file()}
-        self.hydra_dir = run_dir / subdir if subdir else None
-        if self.hydra_dir is not None and self.hydra_dir.is_dir():
-            self.files = {p: p.read_bytes() for p in self.hydra_dir.iterdir() if p.is_file()}
-
-    def restore(self) -> None:
-        from qwenft.atomic import atomic_write_bytes
-
-        try:
-            if not self.existed:
-                self._remove_new()
-                return
-            if self.hydra_dir is not None and self.hydra_dir.is_dir():
-                for p in self.hydra_dir.iterdir():
-                    if p.is_file() and p not in self.files:
-                        p.unlink()
-            for p, data in self.files.items():
-                if not p.is_file() or p.read_bytes() != data:
-                    atomic_write_bytes(p, data)
-            for p in self.run_dir.glob("*.log"):
-                if p not in self.logs and p.is_file():
-                    p.unlink()
-            for p, size in self.logs.items():
-                if p.is_file() and p.stat().st_size > size:
-                    os.truncate(p, size)
-        except OSError:
-            pass  # best effort: the refusal itself was already reported
-
-    def _remove_new(self) -> None:
-        """The folder did not exist before this refused run: remove what Hydra put there, and the folder if that
-        was all (never anything else)."""
-        import shutil
-
-        if not self.run_dir.is_dir():
-            return
-        entries = list(self.run_dir.iterdir())
-        hydra = [p for p in entries if (p == self.hydra_dir and p.is_dir()) or (p.suffix == ".log" and p.is_file())]
-        if len(hydra) != len(entries):
-            return  # the run wrote something of its own before it stopped: keep the folder as it is
-        for p in hydra:
-            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink()
-        with contextlib.suppress(OSError):
-            self.run_dir.rmdir()
 
 
 def precheck(verb: str, config_name: str, rest: list[str]) -> Job | None:
@@ -364,8 +398,7 @@ def _precheck(verb: str, config_name: str, rest: list[str]) -> Job | None:
         cfg.hydra.mode = RunMode.RUN  # as Hydra.run sets it
     if verb == "train":
         refuse_foreign_run_dir(cfg, run_dir)
-    guard = RunGuard(Path(run_dir), subdir) if verb == "train" and run_dir else None
-    return Job(app, cfg, config_name, guard)
+    return Job(app, cfg, config_name, hold=verb == "train", existed=bool(run_dir) and Path(run_dir).is_dir())
 
 
 #: The Optuna sweeper (``conf/hparams_search/``) and its SQLAlchemy 1.4 / old alembic pins are the ``sweep`` extra.

@@ -123,7 +123,7 @@ def test_bad_training_file(case, tmp_path, monkeypatch, capsys):
     msg = res.one_error_line()
     where = f"{path}:{line}: " if line is not None else f"{path}: "
     assert msg.startswith(where) and needle in msg, msg
-    assert not (run / "run_info.json").exists() and not (run / "config.yaml").exists()  # before the model
+    assert not run.exists()  # refused before the model: Hydra's .hydra/ and log were held, so no folder either
 
 
 def _special(tmp_path: Path, kind: str) -> Path:
@@ -643,6 +643,27 @@ def test_resume_with_another_tokenizer_is_refused_and_writes_nothing(tmp_path, m
     res = run_cli(["train", *TINY, "ckpt_path=last", f"hydra.run.dir={run}"], monkeypatch, capsys)
     assert "trained with a different tokenizer" in res.one_error_line()
     assert tree_digest(run) == before
+
+
+def test_a_resume_whose_checks_pass_gets_hydras_record_and_the_held_log_in_order(tmp_path, monkeypatch, capsys):
+    """Hydra's record of a train job (.hydra/, the job log) waits until the run's checks pass (issue 28: a refused
+    resume writes nothing without an undo); once they pass, both are written as Hydra writes them."""
+    run = tmp_path / "run"
+    quick = [a for a in QUICK if not a.startswith("trainer.max_steps=")]
+    res = run_cli(["train", *quick, *DEMO_WORDS, "trainer.max_steps=2", "export.enabled=false",
+                   f"hydra.run.dir={run}"], monkeypatch, capsys)
+    assert res.code in (0, None), res.err[-2000:]
+    first = (run / "cli.log").read_text()
+    assert "trainer.max_steps=2" in (run / ".hydra" / "overrides.yaml").read_text()
+    assert first.splitlines()[0].endswith(f"run dir: {run}")  # the held lines come first, in order
+    res = run_cli(["train", *quick, *DEMO_WORDS, "trainer.max_steps=3", "export.enabled=false", "ckpt_path=last",
+                   f"hydra.run.dir={run}"], monkeypatch, capsys)
+    assert res.code in (0, None), res.err[-2000:]
+    assert "ckpt_path=last" in (run / ".hydra" / "overrides.yaml").read_text()
+    assert OmegaConf.load(run / ".hydra" / "config.yaml").trainer.max_steps == 3
+    log = (run / "cli.log").read_text()
+    assert log.startswith(first) and log[len(first):].splitlines()[0].endswith(f"run dir: {run}")
+    assert json.loads((run / "metrics.json").read_text())["global_step"] == 3
 
 
 # ------------------------------------------------------------------- training-side combinations (issue #25)

@@ -149,6 +149,7 @@ def fit(cfg: DictConfig, run_dir: Path, pre: Preflight, built: Built, splits: Sp
                           head_loss_chunk=int(cfg.get("head_loss_chunk", 4096)))
     if pre.resume.ckpt is not None:  # whatever else shapes the tensors: still before anything is written
         check_resume_tensors(pre.resume.shapes, module.state_dict(), pre.resume.ckpt)
+    rundir.accept()  # the resume checks passed: from here on this run writes its run dir
     for note in recover(run_dir) + recover(run_dir / "checkpoints"):
         log.info("run dir: %s (left by an interrupted process)", note)
     loggers = build_loggers(cfg)

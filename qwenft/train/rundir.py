@@ -12,13 +12,38 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from qwenft.errors import OutputError, UserError
 
 LOCK = ".qwenft.lock"
 RANK_VARS = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID", "GROUP_RANK")
+
+#: What waits until this run may write its run dir (a resume whose checks passed): the CLI holds Hydra's record of
+#: the job (``.hydra/``, the job log) here, so that a refused resume leaves the old run's files as they were.
+_HELD: list[Callable[[], None]] = []
+
+
+def hold(write: Callable[[], None]) -> None:
+    """``write`` runs at ``accept()``, not before."""
+    _HELD.append(write)
+
+
+def accept() -> None:
+    """The run's checks passed: what was held is written now (the loop calls this before its first write)."""
+    while _HELD:
+        _HELD.pop(0)()
+
+
+def holding() -> bool:
+    """Whether something still waits for ``accept()``."""
+    return bool(_HELD)
+
+
+def drop_held() -> None:
+    """The run was refused: what was held is never written."""
+    _HELD.clear()
 
 
 def is_rank_zero() -> bool:
