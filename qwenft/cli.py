@@ -336,8 +336,7 @@ def _precheck(verb: str, config_name: str, rest: list[str]) -> Job | None:
     from hydra._internal.utils import get_args_parser
 
     from qwenft.atomic import writable_dir_problem
-    from qwenft.errors import UserError
-    from qwenft.validation import hydra_error_line, validate
+    from qwenft.validation import hydra_error_line
 
     try:
         with contextlib.redirect_stderr(io.StringIO()):
@@ -361,23 +360,7 @@ def _precheck(verb: str, config_name: str, rest: list[str]) -> Job | None:
         fail(f"error: {hydra_error_line(err, overrides)}", 2)
     from hydra.types import RunMode
 
-    from qwenft.config import compose
-
-    cfg = app = None
-    for variant in variants:
-        try:
-            if args.multirun:
-                cfg = compose(config_name, variant, config_dirs=[args.config_dir] if args.config_dir else [],
-                              return_hydra_config=True)
-            else:  # exactly what hydra.main would run
-                app = hydra_app(args.config_dir)
-                cfg = app.compose_config(config_name, variant, run_mode=RunMode.RUN)
-        except Exception as err:  # noqa: BLE001 - Hydra/OmegaConf composition errors
-            fail(f"error: {hydra_error_line(err, variant)}", 2)
-        try:
-            validate(cfg, config_name)
-        except UserError as err:
-            fail(f"error: {err}", 2)
+    cfg, app = compose_checked(config_name, variants, args.config_dir, args.multirun)
     if cfg is None:
         return None
     from omegaconf import OmegaConf
@@ -399,6 +382,33 @@ def _precheck(verb: str, config_name: str, rest: list[str]) -> Job | None:
     if verb == "train":
         refuse_foreign_run_dir(cfg, run_dir)
     return Job(app, cfg, config_name, hold=verb == "train", existed=bool(run_dir) and Path(run_dir).is_dir())
+
+
+def compose_checked(config_name: str, variants: list[list[str]], config_dir: str | None, multirun: bool):  # noqa: ANN201
+    """Compose and validate each variant (one line and exit 2 for the first problem); returns the last config and,
+    for a single run, the Hydra app that composed it (as ``hydra.main`` would)."""
+    from hydra.types import RunMode
+
+    from qwenft.config import compose
+    from qwenft.errors import UserError
+    from qwenft.validation import hydra_error_line, validate
+
+    cfg = app = None
+    for variant in variants:
+        try:
+            if multirun:
+                cfg = compose(config_name, variant, config_dirs=[config_dir] if config_dir else [],
+                              return_hydra_config=True)
+            else:  # exactly what hydra.main would run
+                app = hydra_app(config_dir)
+                cfg = app.compose_config(config_name, variant, run_mode=RunMode.RUN)
+        except Exception as err:  # noqa: BLE001 - Hydra/OmegaConf composition errors
+            fail(f"error: {hydra_error_line(err, variant)}", 2)
+        try:
+            validate(cfg, config_name)
+        except UserError as err:
+            fail(f"error: {err}", 2)
+    return cfg, app
 
 
 #: The Optuna sweeper (``conf/hparams_search/``) and its SQLAlchemy 1.4 / old alembic pins are the ``sweep`` extra.
