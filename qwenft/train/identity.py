@@ -78,7 +78,7 @@ def shape_difference(saved: dict, now: dict) -> str | None:
     """``key=old`` vs ``key=new`` for the first setting that differs, or None."""
     for key in [*saved, *(k for k in now if k not in saved)]:
         if saved.get(key) != now.get(key):
-            return f"{key}={_shown(saved.get(key))}, now {key}={_shown(now.get(key))}"
+            return f"{key}={as_override(saved.get(key))}, now {key}={as_override(now.get(key))}"
     return None
 
 
@@ -113,7 +113,10 @@ def check_export_identity(state: dict, ckpt: Path, cfg: DictConfig, info: dict) 
                             "config.yaml); export the run it came from")
 
 
-def _shown(value) -> str:  # noqa: ANN001
+def as_override(value) -> str:  # noqa: ANN001
+    """A value as the user types it in an override (``peft.target_modules=[q_proj,v_proj]``), so the refusal line
+    can be copied back: unlike ``rules.shown``, which quotes a bad value as YAML, strings are bare and lists
+    unspaced."""
     if value is None:
         return "null"
     if isinstance(value, bool):
