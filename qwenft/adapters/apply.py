@@ -51,13 +51,14 @@ def apply_peft(
     if trainable_rows == "output_rows" and tied and new_ids:
         log.warning("tokenizer.trainable_rows=output_rows on a tied model: its one row per word is the input row, "
                     "so no new row trains (as frozen)")
-    if trainable_rows in ("new_rows", "output_rows") and (not new_ids or not _row_targets(model, new_ids,
-                                                                                       trainable_rows)):
+    targets = _row_targets(model, new_ids, trainable_rows) \
+        if trainable_rows in ("new_rows", "output_rows") and new_ids else {}
+    if trainable_rows in ("new_rows", "output_rows") and not targets:
         trainable_rows = "frozen"  # nothing new to train: same as the plain recipe
     if spec.method == "lora":
         kwargs: dict = {}
-        if trainable_rows in ("new_rows", "output_rows"):
-            kwargs["trainable_token_indices"] = _row_targets(model, new_ids, trainable_rows)
+        if targets:
+            kwargs["trainable_token_indices"] = targets
             kwargs["ensure_weight_tying"] = tied
         elif trainable_rows == "all":
             kwargs["modules_to_save"] = ["embed_tokens"] if tied else ["embed_tokens", "lm_head"]
@@ -77,8 +78,7 @@ def apply_peft(
         return use_row_sparse_forward(wrapped)
     if spec.method != "full":
         raise UserError(f"peft.method={spec.method!r}: choose lora or full")
-    if trainable_rows in ("new_rows", "output_rows"):
-        targets = _row_targets(model, new_ids, trainable_rows)
+    if targets:
         peft_model = get_peft_model(
             model, TrainableTokensConfig(target_modules=list(targets), token_indices=new_ids)
         )
