@@ -146,7 +146,8 @@ loop() {
   local data_mq="data=files data.train_path=$mq/train.jsonl data.val_path=$mq/val.jsonl"
   local words_mq="tokenizer.words_file=$mq/discover/words.txt"
   local eval_common="n_prompts=${LOOP_PROMPTS:-$N_PROMPTS} k=$ANSWER_K strategies=$LOOP_STRATEGIES budgets=$LOOP_BUDGETS generation.max_new_tokens=$NEW_TOKENS"
-  # arms: extension + train-time decomposition (the recipe) | no extension | no train-time decomposition;
+  # arms: extension + train-time decomposition (the recipe) | no extension | no train-time decomposition |
+  # extension with distilled, frozen rows (ext_distill_frozen, not in the default LOOP_ARMS);
   # LOOP_ARMS picks some of them (e.g. evaluate the arms already trained while another trains)
   local arms=${LOOP_ARMS:-ext_decomposition noext_decomposition ext_whole_prompt} recipe
   for world in ${LOOP_WORLDS:-synthetic medquad}; do
@@ -157,7 +158,9 @@ loop() {
         ext_decomposition) recipe="tokenizer=extend $words strategy=decomposition" ;;
         noext_decomposition) recipe="tokenizer=none strategy=decomposition eval_words_file=${words#*=}" ;;
         ext_whole_prompt) recipe="tokenizer=extend $words strategy=whole_prompt" ;;
-        *) echo "LOOP_ARMS: unknown arm '$arm' (ext_decomposition noext_decomposition ext_whole_prompt)" >&2; exit 2 ;;
+        # issue 24: the real-word setting of docs/vocabulary.md (distilled rows, kept frozen while LoRA trains)
+        ext_distill_frozen) recipe="tokenizer=extend $words tokenizer.init=distill tokenizer.trainable_rows=frozen strategy=decomposition" ;;
+        *) echo "LOOP_ARMS: unknown arm '$arm' (ext_decomposition noext_decomposition ext_whole_prompt ext_distill_frozen)" >&2; exit 2 ;;
       esac
       train_arm $RUNS/loop/$world/$arm "$OUT/closed_loop/$world/$arm" model=$MODEL $data $recipe
     done

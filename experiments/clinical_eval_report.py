@@ -1,4 +1,5 @@
-"""The closed-loop table: every evaluation under a folder, and each arm's paired difference to ``untrained``.
+"""The closed-loop table: every evaluation under a folder, each arm's paired difference to ``untrained``, and
+each extension arm's to ``noext_decomposition`` (the same training without new words).
 
     python -m experiments.clinical_eval_report experiments/results/closed_loop > table.md
 
@@ -16,6 +17,10 @@ from collections import defaultdict
 from pathlib import Path
 
 from qwenft.metrics.bootstrap import paired_difference
+
+#: The arms others are paired with, in order: the untrained model (or the base template), then the fine-tuned arm
+#: without extension -- the question "does adding the words help" is each ``ext_*`` arm minus that one.
+BASELINES = ("untrained", "instruct_false", "noext_decomposition")
 
 METRICS = ("answer_rougeL", "answer_f1", "hit_at_k", "new_term_recall", "diagnosis_match", "format_valid")
 
@@ -36,6 +41,32 @@ def _cell(mean: float, lo: float, hi: float, signed: bool = False) -> str:
     return f"{mean:{f}}" + ("" if math.isnan(lo) else f" [{lo:{f}}, {hi:{f}}]")
 
 
+def _paired(runs: dict[str, Path], base: str, shown: list[str]) -> list[str]:
+    """Each other arm minus ``base`` on the prompts both answered, by (strategy, budget)."""
+    ref = _scores(runs[base])
+    lines = ["", f"Paired difference to `{base}` (same prompts), mean [95% CI]:", "",
+             "| arm | strategy | budget | " + " | ".join(shown) + " |", "|---|---|---|" + "---:|" * len(shown)]
+    for name, run in runs.items():
+        if name == base or not _compared(name, base):
+            continue
+        for key, by_id in _scores(run).items():
+            if key not in ref:
+                continue
+            ids = sorted(set(by_id) & set(ref[key]))
+            cells = []
+            for m in shown:
+                d = paired_difference([by_id[i].get(m, math.nan) for i in ids],
+                                      [ref[key][i].get(m, math.nan) for i in ids])
+                cells.append(_cell(d.mean, d.lo, d.hi, signed=True) + ("*" if d.excludes_zero() else ""))
+            lines.append(f"| {name} | {key[0]} | {key[1]} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _compared(arm: str, base: str) -> bool:
+    """Every arm is compared with the untrained model; only the extension arms with the arm without one."""
+    return base != "noext_decomposition" or arm.startswith("ext_")
+
+
 def report(root: Path) -> str:
     lines = []
     for world in sorted(p for p in root.iterdir() if p.is_dir()):
@@ -53,24 +84,8 @@ def report(root: Path) -> str:
                 cells = [_cell(r[m], *r["ci"][m]) for m in shown]
                 lines.append(f"| {name} | {r['strategy']} | {r['budget']} | {r['n_prompts']} | "
                              + " | ".join(cells) + " |")
-        base = next((n for n in ("untrained", "instruct_false") if n in runs), None)
-        if base is not None:
-            ref = _scores(runs[base])
-            lines += ["", f"Paired difference to `{base}` (same prompts), mean [95% CI]:", "",
-                      "| arm | strategy | budget | " + " | ".join(shown) + " |", "|---|---|---|" + "---:|" * len(shown)]
-            for name, run in runs.items():
-                if name == base:
-                    continue
-                for key, by_id in _scores(run).items():
-                    if key not in ref:
-                        continue
-                    ids = sorted(set(by_id) & set(ref[key]))
-                    cells = []
-                    for m in shown:
-                        d = paired_difference([by_id[i].get(m, math.nan) for i in ids],
-                                              [ref[key][i].get(m, math.nan) for i in ids])
-                        cells.append(_cell(d.mean, d.lo, d.hi, signed=True) + ("*" if d.excludes_zero() else ""))
-                    lines.append(f"| {name} | {key[0]} | {key[1]} | " + " | ".join(cells) + " |")
+        for base in [n for n in BASELINES if n in runs]:
+            lines += _paired(runs, base, shown)
         lines.append("")
     return "\n".join(lines) + "\n"
 

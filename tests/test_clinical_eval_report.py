@@ -35,3 +35,13 @@ def test_report_pairs_each_arm_with_untrained_on_the_same_prompts(tmp_path):
     # +0.5 on each of the 4 shared prompts: the interval collapses onto +0.5 and excludes 0
     assert "+0.500 [+0.500, +0.500]*" in diff
     assert "Paired difference to `untrained`" in table
+
+
+def test_extension_arms_are_also_paired_with_the_arm_trained_without_new_words(tmp_path):
+    _run(tmp_path / "medquad" / "untrained", {"a": 0.1, "b": 0.1}, (0.1, 0.1))
+    _run(tmp_path / "medquad" / "noext_decomposition", {"a": 0.5, "b": 0.5}, (0.5, 0.5))
+    _run(tmp_path / "medquad" / "ext_distill_frozen", {"a": 0.3, "b": 0.3}, (0.3, 0.3))
+    table = report(tmp_path)
+    _, vs_noext = table.split("Paired difference to `noext_decomposition`")
+    assert "| ext_distill_frozen | decomposition | per_question | -0.200 [-0.200, -0.200]* |" in vs_noext
+    assert "untrained" not in vs_noext  # only extension arms answer "does adding the words help"
