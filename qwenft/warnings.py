@@ -21,6 +21,8 @@ KNOWN = (
     r".*Already found a `peft_config` attribute in the model.*",
     r".*`torch_dtype` is deprecated.*",
     r".*You are using a model of type .* to instantiate a model of type.*",
+    # peft 0.21 reads transformers' renamed property when it wraps a model (qwenft calls the new name itself)
+    r".*`is_gradient_checkpointing` is deprecated.*",
 )
 
 

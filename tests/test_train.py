@@ -327,3 +327,18 @@ def test_prompt_completion_files_without_val_still_report_new_words(tmp_path, ca
     assert info["heldout"]["source"] == "training texts (first 32; no validation split)"
     assert info["heldout"]["texts"] == 4 and info["heldout"]["new_word_occurrences"] > 0
     assert "computed on the first 32 training texts (not held out)" in caplog.text
+
+
+def test_gradient_checkpointing_reaches_the_wrapped_model_through_the_current_api():
+    """``gradient_checkpointing=true`` turns checkpointing on under the LoRA wrapper, by transformers' current name
+    (the old one warns a FutureWarning and goes in v6)."""
+    import warnings
+
+    from qwenft.config import compose
+    from qwenft.train.build import wrap_model
+
+    cfg = compose("train", [*TINY, "gradient_checkpointing=true"])
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*`gradient_checkpointing_enable` is deprecated.*")
+        model = wrap_model(cfg, tiny().model, [])
+    assert model.get_base_model().is_activation_checkpointing

@@ -147,7 +147,8 @@ def wrap_model(cfg: DictConfig, model, new_ids: list[int]):
     model = apply_peft(model, PeftSpec(**OmegaConf.to_container(cfg.peft)), new_ids,
                        str(cfg.tokenizer.trainable_rows) if cfg.tokenizer.extend else "frozen")
     if cfg.get("gradient_checkpointing", False):
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        # transformers 5.24 renamed it (gradient_checkpointing_enable warns and forwards here)
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         if not any(p.requires_grad for n, p in model.named_parameters() if "embed_tokens" in n):
             model.enable_input_require_grads()  # frozen embeddings would otherwise cut the graph
     dtype = frozen_dtype(str(cfg.get("frozen_dtype", "auto")), cfg.trainer.get("accelerator", "cpu"),
