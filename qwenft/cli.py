@@ -279,7 +279,8 @@ def exit_for(err: BaseException) -> None:
     if isinstance(err, SystemExit):
         lightning = sys.modules.get("pytorch_lightning.utilities.exceptions")
         if lightning is not None and isinstance(err, lightning.SIGTERMException):  # it would exit 0
-            fail("interrupted: SIGTERM before training started; nothing was exported", 128 + signal.SIGTERM)
+            # train() names the phase it stopped in; this is the fallback for any other stage
+            fail("interrupted: SIGTERM; nothing was exported", 128 + signal.SIGTERM)
         return
     if isinstance(err, InstantiationException) and err.__cause__ is not None:
         err = err.__cause__  # hydra wraps a target's own errors

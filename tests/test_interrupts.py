@@ -175,3 +175,20 @@ def test_a_run_killed_during_a_validation_has_that_validation_after_its_resume(t
     rows = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "val/loss" in r] == [3, 6]
     assert [r["step"] for r in rows if "train/loss" in r] == [1, 2, 3, 4, 5, 6]
+
+
+def test_sigterm_while_scoring_the_test_split_says_training_had_ended(tmp_path):
+    """The demo stopped by a timeout during the test split printed "SIGTERM before training started" after 30
+    trained steps: the line now names the phase and the step, and the way out."""
+    run = tmp_path / "r"
+    term = ("import os, signal, qwenft.train.module as m; step = m.QwenFTModule.test_step; "
+            "m.QwenFTModule.test_step = lambda self, *a, **k: (os.kill(os.getpid(), signal.SIGTERM), "
+            "step(self, *a, **k))[1]; from qwenft.cli import main; main()")
+    out = subprocess.run([sys.executable, "-c", term, "train", *TINY, "trainer.max_steps=2",
+                          "callbacks.last_checkpoint.every_n_train_steps=2", f"hydra.run.dir={run}"],
+                         cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 143, out.stderr[-3000:]
+    assert out.stderr.strip().splitlines()[-1] == (
+        f"interrupted: SIGTERM while scoring the test split, after training ended at step 2: nothing was "
+        f"exported; `qwenft export {run}` exports the last checkpoint")
+    assert (run / "checkpoints" / "last.ckpt").is_file() and not (run / "merged").exists()

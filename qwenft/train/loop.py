@@ -324,7 +324,12 @@ def run_test(trainer: pl.Trainer, module: QwenFTModule, data: TrainData, callbac
     """
     best = best_checkpoint(callbacks)
     final = {k: v.detach().clone() for k, v in module.state_dict().items()}
-    trainer.test(module, datamodule=data, ckpt_path=best.best_model_path if best else None, verbose=False)
+    try:
+        trainer.test(module, datamodule=data, ckpt_path=best.best_model_path if best else None, verbose=False)
+    except SIGTERMException:  # Lightning's handler (our SaveOnSignal is a fit-time callback) would exit 0
+        raise Interrupted(signal.SIGTERM, f"SIGTERM while scoring the test split, after training ended at step "
+                                          f"{trainer.global_step}: nothing was exported; `qwenft export "
+                                          f"{trainer.default_root_dir}` exports the last checkpoint") from None
     module.load_state_dict(final, strict=False)
     out = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
     out["test/checkpoint"] = str(best.best_model_path) if best else "last"
