@@ -44,8 +44,7 @@ def _cell(mean: float, lo: float, hi: float, signed: bool = False) -> str:
 def _paired(runs: dict[str, Path], base: str, shown: list[str]) -> list[str]:
     """Each other arm minus ``base`` on the prompts both answered, by (strategy, budget)."""
     ref = _scores(runs[base])
-    lines = ["", f"Paired difference to `{base}` (same prompts), mean [95% CI]:", "",
-             "| arm | strategy | budget | " + " | ".join(shown) + " |", "|---|---|---|" + "---:|" * len(shown)]
+    lines = []
     for name, run in runs.items():
         if name == base or not _compared(name, base):
             continue
@@ -59,7 +58,10 @@ def _paired(runs: dict[str, Path], base: str, shown: list[str]) -> list[str]:
                                       [ref[key][i].get(m, math.nan) for i in ids])
                 cells.append(_cell(d.mean, d.lo, d.hi, signed=True) + ("*" if d.excludes_zero() else ""))
             lines.append(f"| {name} | {key[0]} | {key[1]} | " + " | ".join(cells) + " |")
-    return lines
+    if not lines:  # no arm to compare with this one (a world trained without extension arms)
+        return []
+    return ["", f"Paired difference to `{base}` (same prompts), mean [95% CI]:", "",
+            "| arm | strategy | budget | " + " | ".join(shown) + " |", "|---|---|---|" + "---:|" * len(shown), *lines]
 
 
 def _compared(arm: str, base: str) -> bool:

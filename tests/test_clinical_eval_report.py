@@ -35,6 +35,7 @@ def test_report_pairs_each_arm_with_untrained_on_the_same_prompts(tmp_path):
     # +0.5 on each of the 4 shared prompts: the interval collapses onto +0.5 and excludes 0
     assert "+0.500 [+0.500, +0.500]*" in diff
     assert "Paired difference to `untrained`" in table
+    assert "noext_decomposition" not in table  # no such arm: no empty section for it
 
 
 def test_extension_arms_are_also_paired_with_the_arm_trained_without_new_words(tmp_path):
